@@ -1,0 +1,1 @@
+"""Benchmarks: speed, memory and accuracy measured side by side in one process, reported as ratios."""

@@ -1,0 +1,49 @@
+"""posereg-report: turn a grid directory (or glob of run dirs) into report.md/.csv/.tex/.html."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from posereg.errors import ConfigError, DataError
+from posereg.report.build import build_report, make_table
+from posereg.report.compare import render_compare
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    p = argparse.ArgumentParser(prog="posereg-report", description=__doc__)
+    p.add_argument("paths", nargs="*", help="grid dir(s), run dir(s) or glob(s), e.g. runs/integral_table1")
+    p.add_argument("--template", "-t", help="multirun template name or YAML (default: from the grid's sweep.yaml)")
+    p.add_argument("--out", "-o", help="output folder (default: <grid dir>/report)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two grids or runs side by side")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = parse_args(argv)
+    try:
+        if args.compare:
+            a_path, b_path = args.compare
+            a, b = make_table([a_path], args.template), make_table([b_path], args.template)
+            out = Path(args.out) if args.out else Path(a_path) / "compare"
+            files = render_compare(a, b, Path(a_path).name, Path(b_path).name, out)
+            print(Path(files["md"]).read_text())
+        else:
+            if not args.paths:
+                raise ConfigError("posereg-report: give a grid dir, e.g. `posereg-report runs/integral_table1`")
+            report = build_report(args.paths, args.template, args.out, plots=not args.no_plots)
+            files = report.files
+            print(report.files["md"].read_text())
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("wrote " + ", ".join(str(p) for p in files.values()), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Augmentation config, the crop that keeps 2D/3D labels and cameras exact, label mapping, normalization.
+
+Every dataset (SynthPose and the real adapters) goes through the same steps:
+
+1. ``params = sample_crop_params(augment, rng)`` (identity when ``augment`` is None),
+2. ``center, size = apply_crop_params(center, size, params)``,
+3. ``crop = crop_sample(image, joints_2d, center, size, input_size, params.rotation, params.flip,
+   flip_index, joints_3d=..., camera=..., weights=...)`` warps the image with cv2 and moves every
+   label with the same affine (rotation about the optical axis and X negation for 3D, see
+   ``posereg.geometry``); joints outside the crop get x,y weight 0,
+4. ``Photometric(augment)(crop.image, rng)`` applies albumentations' photometric / occlusion ops,
+5. ``map_labels`` moves the labels into the configured joint set; ``to_tensor_image`` normalizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from posereg.errors import ConfigError
+from posereg.geometry import (
+    affine_scale,
+    apply_affine,
+    crop_camera,
+    crop_points_transform,
+    crop_transform,
+    cv2_affine,
+    invert_affine,
+    project,
+    warp_size,
+)
+from posereg.skeletons import get_joint_set, map_joints
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation: geometric (through the crop affine) and photometric / occlusion (albumentations)."""
+
+    scale: tuple[float, float] = (0.75, 1.25)  # box-size factor (>1 zooms out)
+    rotation: float = 30.0  # degrees: half-range (uniform) or sigma clipped at 2 sigma (normal)
+    rotation_prob: float = 0.6
+    rotation_dist: str = "uniform"
+    flip_prob: float = 0.5
+    translation: float = 0.05  # max shift as a fraction of the box size
+    brightness: float = 0.2
+    contrast: float = 0.2
+    gain: tuple[float, float] = (0.8, 1.2)  # per-channel colour multiplier (Sun et al.)
+    photometric_prob: float = 0.8
+    blur_prob: float = 0.1
+    noise_prob: float = 0.1
+    occlusion_prob: float = 0.0  # CoarseDropout-style rectangles
+    occlusion_holes: tuple[int, int] = (1, 3)
+    occlusion_size: tuple[float, float] = (0.08, 0.25)  # fraction of the crop side
+
+    @classmethod
+    def from_cfg(cls, cfg: Any, setting: str = "data.augment") -> AugmentConfig | None:
+        """Build from a mapping (OmegaConf or dict); None/False disables augmentation."""
+        if cfg is None or cfg is False:
+            return None
+        if isinstance(cfg, AugmentConfig):
+            return cfg
+        d = dict(cfg)
+        if d.pop("enabled", True) is False:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"{setting}: unknown keys {unknown}; valid keys are {sorted(names)}")
+        for k in ("scale", "gain", "occlusion_holes", "occlusion_size"):
+            if k in d:
+                d[k] = tuple(d[k])
+        aug = cls(**d)
+        aug.validate(setting)
+        return aug
+
+    def validate(self, setting: str = "data.augment") -> None:
+        """ConfigError for impossible values."""
+        for k in ("rotation_prob", "flip_prob", "photometric_prob", "blur_prob", "noise_prob", "occlusion_prob"):
+            v = getattr(self, k)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"{setting}.{k}={v} must be a probability in [0, 1]")
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ConfigError(f"{setting}.scale={list(self.scale)} must be [min, max] with 0 < min <= max")
+        if self.rotation_dist not in ("uniform", "normal"):
+            raise ConfigError(f"{setting}.rotation_dist={self.rotation_dist!r}: use 'uniform' or 'normal'")
+
+
+@dataclass(frozen=True)
+class CropParams:
+    """One draw of the geometric augmentation."""
+
+    scale: float = 1.0
+    rotation: float = 0.0
+    flip: bool = False
+    shift: tuple[float, float] = (0.0, 0.0)  # fraction of the box size
+
+
+def sample_crop_params(aug: AugmentConfig | None, rng: np.random.Generator) -> CropParams:
+    """Random geometric augmentation parameters (identity when aug is None)."""
+    if aug is None:
+        return CropParams()
+    scale = float(rng.uniform(*aug.scale))
+    rot = 0.0
+    if rng.random() < aug.rotation_prob:
+        if aug.rotation_dist == "normal":
+            rot = float(np.clip(rng.normal(0.0, aug.rotation), -2 * aug.rotation, 2 * aug.rotation))
+        else:
+            rot = float(rng.uniform(-aug.rotation, aug.rotation))
+    flip = bool(rng.random() < aug.flip_prob)
+    t = aug.translation
+    shift = (float(rng.uniform(-t, t)), float(rng.uniform(-t, t)))
+    return CropParams(scale=scale, rotation=rot, flip=flip, shift=shift)
+
+
+def apply_crop_params(center: Any, size: float, params: CropParams) -> tuple[np.ndarray, float]:
+    """Box centre and side after the scale and translation of params."""
+    c = np.asarray(center, dtype=np.float64) + np.asarray(params.shift) * size
+    return c, float(size) * params.scale
+
+
+@dataclass
+class Crop:
+    """Labels of one crop, all consistent with ``A`` (image -> crop)."""
+
+    image: np.ndarray | None
+    joints_2d: np.ndarray
+    weights: np.ndarray
+    A: np.ndarray
+    crop_to_image: np.ndarray
+    scale: float
+    joints_3d: np.ndarray | None = None
+    camera: np.ndarray | None = None
+
+
+def inside_crop(joints_2d: np.ndarray, out_size: Any) -> np.ndarray:
+    """(J,) bool: the point lies inside [0, W) x [0, H)."""
+    w, h = warp_size(out_size)
+    return (joints_2d[:, 0] >= 0) & (joints_2d[:, 0] < w) & (joints_2d[:, 1] >= 0) & (joints_2d[:, 1] < h)
+
+
+def crop_labels(A: np.ndarray, joints_2d: np.ndarray, out_size: Any, flip: bool = False,
+                flip_index: Any = None, joints_3d: np.ndarray | None = None, camera: Any = None,
+                weights: np.ndarray | None = None) -> Crop:
+    """Move labels through the image->crop affine A (no image): 2D, 3D (camera frame), camera, weights."""
+    j2 = apply_affine(A, np.asarray(joints_2d, dtype=np.float64))
+    n = j2.shape[0]
+    w = np.ones((n, 3)) if weights is None else np.array(weights, dtype=np.float64)
+    j3 = None if joints_3d is None else np.asarray(joints_3d, dtype=np.float64) @ crop_points_transform(A).T
+    cam = None if camera is None else crop_camera(camera, A)
+    if flip:
+        if flip_index is None:
+            raise ValueError("crop_labels: flip=True needs the joint set's flip_index")
+        fi = np.asarray(flip_index)
+        j2, w = j2[fi], w[fi]
+        j3 = None if j3 is None else j3[fi]
+    w[~inside_crop(j2, out_size), :2] = 0.0
+    return Crop(image=None, joints_2d=j2, weights=w, A=A, crop_to_image=invert_affine(A), scale=affine_scale(A),
+                joints_3d=j3, camera=cam)
+
+
+def crop_sample(image: np.ndarray, joints_2d: np.ndarray, center: Any, size: Any, out_size: Any,
+                rotation: float = 0.0, flip: bool = False, flip_index: Any = None,
+                joints_3d: np.ndarray | None = None, camera: Any = None, weights: np.ndarray | None = None,
+                border_value: Any = 0) -> Crop:
+    """Crop + warp an original image (HxWx3 uint8) around a box and transform every label consistently."""
+    A = crop_transform(center, size, out_size, rotation, flip)
+    crop = crop_labels(A, joints_2d, out_size, flip, flip_index, joints_3d, camera, weights)
+    crop.image = cv2.warpAffine(image, cv2_affine(A), warp_size(out_size), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+    return crop
+
+
+class Photometric:
+    """albumentations photometric + occlusion pipeline, seeded per sample for determinism."""
+
+    def __init__(self, aug: AugmentConfig) -> None:
+        import albumentations as A
+
+        ops = [
+            A.RandomBrightnessContrast(brightness_limit=aug.brightness, contrast_limit=aug.contrast,
+                                       p=aug.photometric_prob),
+            A.MultiplicativeNoise(multiplier=tuple(aug.gain), per_channel=True, elementwise=False,
+                                  p=aug.photometric_prob),
+        ]
+        if aug.blur_prob > 0:
+            ops.append(A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=aug.blur_prob))
+        if aug.noise_prob > 0:
+            ops.append(A.GaussNoise(std_range=(0.01, 0.05), p=aug.noise_prob))
+        if aug.occlusion_prob > 0:
+            ops.append(A.CoarseDropout(num_holes_range=tuple(aug.occlusion_holes),
+                                       hole_height_range=tuple(aug.occlusion_size),
+                                       hole_width_range=tuple(aug.occlusion_size), fill="random_uniform",
+                                       p=aug.occlusion_prob))
+        self.compose = A.Compose(ops)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Augmented copy of a uint8 HxWx3 image; the result depends only on the image and rng."""
+        seed = int(rng.integers(2**31 - 1))
+        # one shared generator pair: cheaper than set_random_seed, which builds two per transform
+        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        return self.compose(image=image)["image"]
+
+
+_NORM_SCALE = (1.0 / (255.0 * IMAGENET_STD)).reshape(3, 1, 1).astype(np.float32)
+_NORM_SHIFT = (-IMAGENET_MEAN / IMAGENET_STD).reshape(3, 1, 1).astype(np.float32)
+
+
+def to_tensor_image(image: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+    """uint8 HxWx3 RGB (+ optional additive float noise 3xHxW in 0..255 units) -> normalized float32 3xHxW."""
+    x = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32)
+    if noise is not None:
+        x += noise
+    x *= _NORM_SCALE
+    x += _NORM_SHIFT
+    return x
+
+
+def denormalize_image(image: Any) -> np.ndarray:
+    """Normalized 3xHxW (numpy or torch) -> uint8 HxWx3 RGB for display."""
+    x = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=np.float32)
+    x = x.transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def map_labels(joints_2d: np.ndarray, weights: np.ndarray, src: str, dst: str,
+               joints_3d: np.ndarray | None = None, camera: Any = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Labels in joint set src -> dst; unmapped joints get weight 0 on all axes.
+
+    A dst ``thorax`` missing from src (H36M-17 -> H36M-18) is derived as the mean of the shoulders,
+    in 3D when both shoulders have 3D labels (then its 2D label is the exact projection), else in 2D.
+    """
+    if src == dst:
+        return joints_2d, weights, joints_3d
+    j2, present = map_joints(joints_2d, src, dst)
+    w, _ = map_joints(weights, src, dst)
+    j3 = None if joints_3d is None else map_joints(joints_3d, src, dst)[0]
+    s, d = get_joint_set(src), get_joint_set(dst)
+    if "thorax" in d.names and not present[d.index("thorax")] and {"l_shoulder", "r_shoulder"} <= set(s.names):
+        t, ls, rs = d.index("thorax"), s.index("l_shoulder"), s.index("r_shoulder")
+        w[t] = np.minimum(weights[ls], weights[rs])
+        if j3 is not None and w[t, 2] > 0 and camera is not None:
+            j3[t] = (joints_3d[ls] + joints_3d[rs]) / 2
+            j2[t] = project(j3[t], np.asarray(camera, dtype=np.float64))
+        else:
+            j2[t] = (joints_2d[ls] + joints_2d[rs]) / 2
+            if j3 is not None:
+                j3[t] = (joints_3d[ls] + joints_3d[rs]) / 2
+    return j2, w, j3

@@ -1,0 +1,209 @@
+"""The generic pose LightningModule: network + codec + loss (+ schedule) + metrics, all from config."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from posereg.codecs import CoordinateCodec
+from posereg.errors import ConfigError
+from posereg.losses import PoseLoss
+from posereg.methods.schedule import LossSchedule
+from posereg.ops import average_flip, flip_coords_unit
+
+Batch = dict[str, Any]
+MetricFactory = Callable[[], dict[str, nn.Module]]
+
+
+def resolve_cut(cut: int | str | None, names: Sequence[str]) -> tuple[int, list[int]]:
+    """(index of the prediction output, indices of every evaluated output) for a `cut` setting."""
+    n = len(names)
+    if cut is None:
+        return n - 1, [n - 1]
+    if isinstance(cut, str) and cut == "all":
+        return n - 1, list(range(n))
+    if isinstance(cut, str) and not cut.lstrip("-").isdigit():
+        if cut not in names:
+            raise ConfigError(
+                f"cut={cut!r} is not an output of this network: use one of {list(names)}, an index or all"
+            )
+        i = list(names).index(cut)
+        return i, [i]
+    i = int(cut)
+    if not -n <= i < n:
+        raise ConfigError(f"cut={cut} is out of range: this network has {n} outputs (0..{n - 1} or -1)")
+    i %= n
+    return i, [i]
+
+
+def _is_logged_scalar(name: str, value: Any) -> bool:
+    """True for headline scalars; curves and per-part / per-action breakdowns (`/` in the name) are extras."""
+    if "/" in name or "_curve" in name:
+        return False
+    return isinstance(value, int | float) or (torch.is_tensor(value) and value.numel() == 1)
+
+
+def _plain(value: Any) -> Any:
+    """Tensors and nested containers as python lists / numbers (for metrics.json extras)."""
+    if torch.is_tensor(value):
+        return value.detach().cpu().tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class PoseModule(L.LightningModule):
+    """Train any network that returns `list[dict]` outputs; evaluate the `cut` output(s) with the metrics."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: PoseLoss,
+        codec: CoordinateCodec,
+        schedule: LossSchedule,
+        metric_factory: MetricFactory | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        cut: int | str | None = None,
+        flip_test: bool = False,
+        flip_index: Sequence[int] | None = None,
+        monitor: str | None = None,
+    ):
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.codec = codec
+        self.schedule = schedule
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.flip_test = bool(flip_test)
+        if self.flip_test and flip_index is None:
+            raise ConfigError("flip_test=true needs the joint set's flip_index")
+        self.flip_index = list(flip_index) if flip_index is not None else None
+        self.monitor = monitor
+        names = list(getattr(net, "output_names", ["out"]))
+        self.output_names = names
+        select = getattr(net, "select_cut", None)
+        if select is not None:  # nets cut at test time (SSP-Net) also accept "K,L" and auto:<fps>
+            cut = select(cut)
+        self.cut_all = isinstance(cut, str) and cut == "all"
+        # Real early exit at evaluation for networks whose forward takes `cut` (outputs up to the cut).
+        self.early_exit = not self.cut_all and "cut" in inspect.signature(net.forward).parameters
+        self.cut_index, self.eval_indices = resolve_cut(cut, names)
+        factory = metric_factory or (lambda: {})
+        self.metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict({f"o{i}": nn.ModuleDict(factory()) for i in self.eval_indices})
+                for stage in ("val", "test")
+            }
+        )
+        self.final_extras: dict[str, dict[str, Any]] = {}
+
+    def forward(self, image: torch.Tensor) -> list[dict[str, Any]]:
+        """The network's outputs, in execution order."""
+        return self.net(image)
+
+    def eval_forward(self, image: torch.Tensor) -> list[dict[str, Any]]:
+        """Outputs for evaluation: up to the cut output only when the network can stop there."""
+        if self.early_exit:
+            return self.net(image, cut=self.cut_index)
+        return self(image)
+
+    def loss_weights(self, epoch: int | None = None) -> dict[str, float]:
+        """Loss-term weights in effect for `epoch` (default: the current epoch)."""
+        return self.schedule.at(self.current_epoch if epoch is None else epoch)
+
+    def compute_loss(self, outputs: list[dict[str, Any]], batch: Batch, epoch: int | None = None) -> dict[str, Any]:
+        """Named loss terms and `total` for `outputs` against the batch's targets."""
+        return self.loss(outputs, self.codec.encode(batch), self.loss_weights(epoch))
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """Sum of the active loss terms over all outputs; logs `train/loss` and `train/loss_<term>`."""
+        losses = self.compute_loss(self(batch["image"]), batch)
+        bs = batch["image"].shape[0]
+        self.log("train/loss", losses["total"], prog_bar=True, batch_size=bs)
+        for name, value in losses.items():
+            if name != "total":
+                self.log(f"train/loss_{name}", value, batch_size=bs)
+        return losses["total"]
+
+    @torch.no_grad()
+    def predict_coords(self, image: torch.Tensor) -> tuple[list[dict[str, Any]], list[torch.Tensor]]:
+        """Outputs and their unit coords, averaged with the flipped input's when `flip_test` is on."""
+        outputs = self.eval_forward(image)
+        coords = [o["coords"] for o in outputs]
+        if self.flip_test:
+            flipped = self.eval_forward(image.flip(-1))
+            coords = [
+                average_flip(c, flip_coords_unit(f["coords"], self.flip_index))
+                for c, f in zip(coords, flipped, strict=True)
+            ]
+        return outputs, coords
+
+    def _eval_step(self, stage: str, batch: Batch) -> None:
+        """Decode the evaluated outputs to image/camera space and update that stage's metrics."""
+        outputs, coords = self.predict_coords(batch["image"])
+        bs = batch["image"].shape[0]
+        self.log(f"{stage}/loss", self.compute_loss(outputs, batch)["total"], sync_dist=True, batch_size=bs)
+        for i in self.eval_indices:
+            preds = self.codec.decode(coords[i], batch)
+            for metric in self.metrics[stage][f"o{i}"].values():
+                metric.update_from_batch(preds, batch)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Update validation metrics."""
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        """Update test metrics."""
+        self._eval_step("test", batch)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
+        """Decoded prediction of the cut output (crop/image pixels, camera mm)."""
+        _, coords = self.predict_coords(batch["image"])
+        return self.codec.decode(coords[self.cut_index], batch)
+
+    def _finish(self, stage: str) -> None:
+        """Compute, log (scalars, `sync_dist`) and reset the metrics; keep curves etc. in `final_extras`."""
+        extras: dict[str, Any] = {}
+        for i in self.eval_indices:
+            suffixes = [""] if i == self.cut_index else []
+            if self.cut_all:
+                suffixes.append(f"@{self.output_names[i]}")
+            for metric in self.metrics[stage][f"o{i}"].values():
+                for key, value in metric.compute().items():
+                    for suffix in suffixes:
+                        if _is_logged_scalar(key, value):
+                            self.log(f"{stage}/{key}{suffix}", float(value), sync_dist=True)
+                        else:
+                            extras[f"{key}{suffix}"] = _plain(value)
+                metric.reset()
+        self.final_extras[stage] = extras
+
+    def on_validation_epoch_end(self) -> None:
+        """Log validation metrics."""
+        self._finish("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log test metrics."""
+        self._finish("test")
+
+    def configure_optimizers(self) -> Any:
+        """Optimizer (and epoch-wise LR scheduler) from the config's `_partial_` factories."""
+        if self.optimizer_factory is None:
+            raise ConfigError("method.optimizer is missing: give a _partial_ optimizer such as torch.optim.Adam")
+        opt = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return opt
+        sched = self.scheduler_factory(optimizer=opt)
+        lr_cfg: dict[str, Any] = {"scheduler": sched, "interval": "epoch"}
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            lr_cfg["monitor"] = self.monitor or "val/loss"
+        return {"optimizer": opt, "lr_scheduler": lr_cfg}

@@ -1,0 +1,252 @@
+"""Pure tensor pose metrics: PCK/PCKh and curves, AUC, PCP, MPJPE family, 3D PCK/AUC.
+
+Conventions (binding definitions: ``../shared/notes/metrics.md``):
+
+* 2D: a joint is correct iff ``||pred - gt|| / normalizer <= thr`` (MPII MATLAB, ties count);
+  joints with ``mask == False`` are excluded from numerator and denominator.
+* 3D PCK: a joint is correct iff its error is ``< thr`` mm (MPI-INF-3DHP).
+* Percentages are returned in 0-100, lengths in the input unit (mm for 3D).
+* Pooled values are ``sum(correct) / sum(labelled)`` over (frame, joint) pairs.
+
+Counting helpers (``*_counts``) return sums that torchmetrics states accumulate; the scalar
+functions are the same computation divided at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+CURVE_THRESHOLDS_2D: tuple[float, ...] = tuple(k / 100 for k in range(51))  # 0, 0.01, ..., 0.50
+CURVE_THRESHOLDS_3D: tuple[float, ...] = tuple(float(t) for t in range(0, 151, 5))  # 0, 5, ..., 150 mm
+
+
+# ----------------------------------------------------------------------------------------------- geometry
+def crop_to_image_points(points: Tensor, crop_to_image: Tensor) -> Tensor:
+    """Apply (B,2,3) affine maps to (B,J,2) points: crop pixels -> original image pixels."""
+    a = crop_to_image.to(points.dtype)
+    return torch.einsum("bij,bkj->bki", a[:, :, :2], points) + a[:, None, :, 2]
+
+
+def affine_scale(crop_to_image: Tensor) -> Tensor:
+    """Isotropic scale sqrt(|det A[:, :2]|) of (B,2,3) affine maps, (B,)."""
+    a = crop_to_image[:, :, :2].double()
+    det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+    return det.abs().sqrt()
+
+
+def root_align(joints: Tensor, root_index: int = 0) -> Tensor:
+    """Subtract the root joint: (B,J,C) -> (B,J,C) with joints[:, root] == 0."""
+    return joints - joints[:, root_index : root_index + 1]
+
+
+def joint_errors(pred: Tensor, gt: Tensor) -> Tensor:
+    """Euclidean distance per joint in float64, (B,J)."""
+    return torch.linalg.vector_norm(pred.double() - gt.double(), dim=-1)
+
+
+def _mask(mask: Tensor | None, like: Tensor) -> Tensor:
+    return torch.ones(like.shape, dtype=torch.bool, device=like.device) if mask is None else mask.bool()
+
+
+# ------------------------------------------------------------------------------------------------ 2D PCK
+def pck_counts(
+    pred: Tensor, gt: Tensor, mask: Tensor | None, normalizer: Tensor, thresholds: Sequence[float]
+) -> tuple[Tensor, Tensor]:
+    """Per-threshold, per-joint correct counts (T,J) and labelled counts (J,), float64.
+
+    ``normalizer`` is (B,) (head size, torso, bbox size) in the same unit as the coordinates;
+    frames with a non-positive normalizer are excluded.
+    """
+    dist = joint_errors(pred, gt)
+    norm = normalizer.double().reshape(-1)
+    valid = _mask(mask, dist) & (norm > 0)[:, None]
+    d = dist / norm.clamp_min(torch.finfo(torch.float64).tiny)[:, None]
+    thr = torch.tensor(list(thresholds), dtype=torch.float64, device=d.device)
+    correct = (d[None] <= thr[:, None, None]) & valid[None]
+    return correct.sum(1).double(), valid.sum(0).double()
+
+
+def ratio_percent(num: Tensor, den: Tensor) -> Tensor:
+    """100 * num / den, NaN where den == 0."""
+    return torch.where(den > 0, 100.0 * num / den.clamp_min(1), torch.full_like(num, float("nan")))
+
+
+def pooled_percent(correct: Tensor, total: Tensor, include: Sequence[int] | Tensor | None = None) -> Tensor:
+    """Pool per-joint counts over the included joints: correct (...,J), total (J,) -> (...) percent."""
+    if include is not None:
+        idx = torch.as_tensor(include, dtype=torch.long, device=total.device)
+        correct, total = correct[..., idx], total[idx]
+    return ratio_percent(correct.sum(-1), total.sum(-1).expand(correct.shape[:-1]))
+
+
+def included_joints(num_joints: int, excluded: Sequence[int] = ()) -> list[int]:
+    """Joint indices 0..J-1 without the excluded ones."""
+    ex = set(excluded)
+    return [j for j in range(num_joints) if j not in ex]
+
+
+def pck_per_joint(
+    pred: Tensor, gt: Tensor, mask: Tensor | None, normalizer: Tensor, threshold: float = 0.5
+) -> Tensor:
+    """PCK of each joint in percent, (J,); NaN for joints never labelled."""
+    c, t = pck_counts(pred, gt, mask, normalizer, [threshold])
+    return ratio_percent(c[0], t)
+
+
+def pck(
+    pred: Tensor,
+    gt: Tensor,
+    mask: Tensor | None,
+    normalizer: Tensor,
+    threshold: float = 0.2,
+    excluded: Sequence[int] = (),
+) -> Tensor:
+    """PCK pooled over all labelled (frame, joint) pairs outside ``excluded``, percent (0-d)."""
+    c, t = pck_counts(pred, gt, mask, normalizer, [threshold])
+    return pooled_percent(c[0], t, included_joints(gt.shape[1], excluded))
+
+
+def pckh(
+    pred: Tensor,
+    gt: Tensor,
+    mask: Tensor | None,
+    head_size: Tensor,
+    threshold: float = 0.5,
+    excluded: Sequence[int] = (6, 7),
+) -> Tensor:
+    """MPII PCKh (head-size normalizer, ``<=``), pooled without pelvis and thorax by default, percent."""
+    return pck(pred, gt, mask, head_size, threshold, excluded)
+
+
+def pck_curve(
+    pred: Tensor,
+    gt: Tensor,
+    mask: Tensor | None,
+    normalizer: Tensor,
+    thresholds: Sequence[float] = CURVE_THRESHOLDS_2D,
+    excluded: Sequence[int] = (),
+) -> Tensor:
+    """Pooled PCK at every threshold, (T,) percent."""
+    c, t = pck_counts(pred, gt, mask, normalizer, thresholds)
+    return pooled_percent(c, t, included_joints(gt.shape[1], excluded))
+
+
+def auc(curve: Tensor, thresholds: Sequence[float] | Tensor | None = None, method: str = "mean") -> Tensor:
+    """Area under a PCK curve, normalized to the curve's unit.
+
+    ``mean``: the average of the curve values (Integral paper / posereg default);
+    ``trapezoid``: ``trapz(curve, thr) / (thr[-1] - thr[0])`` (official MPII MATLAB).
+    """
+    if method == "mean":
+        return curve.double().mean(-1)
+    if method == "trapezoid":
+        if thresholds is None:
+            raise ValueError("auc(method='trapezoid') needs the thresholds")
+        thr = torch.as_tensor(thresholds, dtype=torch.float64, device=curve.device)
+        return torch.trapezoid(curve.double(), thr, dim=-1) / (thr[-1] - thr[0])
+    raise ValueError(f"auc method must be 'mean' or 'trapezoid', got {method!r}")
+
+
+def pcp(
+    pred: Tensor,
+    gt: Tensor,
+    mask: Tensor | None,
+    limbs: Sequence[tuple[int, int]],
+    alpha: float = 0.5,
+) -> Tensor:
+    """Strict PCP in percent: a limb is correct iff both ends are within alpha x its GT length (<=).
+
+    Limbs with an unlabelled end or zero length are excluded.
+    """
+    a = torch.tensor([p for p, _ in limbs], device=gt.device)
+    b = torch.tensor([c for _, c in limbs], device=gt.device)
+    err = joint_errors(pred, gt)
+    length = joint_errors(gt[:, a], gt[:, b])
+    m = _mask(mask, err)
+    valid = m[:, a] & m[:, b] & (length > 0)
+    ok = (err[:, a] <= alpha * length) & (err[:, b] <= alpha * length) & valid
+    return ratio_percent(ok.sum().double(), valid.sum().double())
+
+
+# ------------------------------------------------------------------------------------------- MPJPE family
+def procrustes_align(pred: Tensor, gt: Tensor, mask: Tensor | None = None, scale: bool = True) -> Tensor:
+    """Per-frame similarity (or rigid, ``scale=False``) Procrustes of pred onto gt, no reflections.
+
+    Fitted on the masked joints with float64 SVD (Umeyama); returns the aligned pred for all joints.
+    """
+    p, g = pred.double(), gt.double()
+    w = _mask(mask, p[..., 0]).double()[..., None]  # (B,J,1)
+    n = w.sum(1, keepdim=True).clamp_min(1)
+    mu_p, mu_g = (w * p).sum(1, keepdim=True) / n, (w * g).sum(1, keepdim=True) / n
+    x, y = p - mu_p, g - mu_g
+    h = (w * x).transpose(1, 2) @ y  # (B,3,3) = sum_j x_j y_j^T
+    u, s, vt = torch.linalg.svd(h)
+    d = torch.sign(torch.linalg.det(vt.transpose(1, 2) @ u.transpose(1, 2)))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    signs = torch.ones_like(s)
+    signs[:, -1] = d
+    r = vt.transpose(1, 2) @ torch.diag_embed(signs) @ u.transpose(1, 2)  # y ~ s R x
+    if scale:
+        var = (w * x * x).sum((1, 2))
+        c = (s * signs).sum(-1) / var.clamp_min(torch.finfo(torch.float64).tiny)
+    else:
+        c = torch.ones_like(s[:, 0])
+    return c[:, None, None] * (x @ r.transpose(1, 2)) + mu_g
+
+
+def n_scale(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Per-frame optimal scale s = sum<p,g> / sum<p,p> over masked joints, (B,)."""
+    p, g = pred.double(), gt.double()
+    w = _mask(mask, p[..., 0]).double()[..., None]
+    pp = (w * p * p).sum((1, 2))
+    return (w * p * g).sum((1, 2)) / pp.clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def _masked_mean(err: Tensor, mask: Tensor | None) -> Tensor:
+    m = _mask(mask, err)
+    return (err * m).sum() / m.sum().clamp_min(1)
+
+
+def mpjpe(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean per-joint position error over the masked (frame, joint) pairs (no alignment)."""
+    return _masked_mean(joint_errors(pred, gt), mask)
+
+
+def pa_mpjpe(pred: Tensor, gt: Tensor, mask: Tensor | None = None, scale: bool = True) -> Tensor:
+    """MPJPE after per-frame Procrustes (similarity by default, rigid with ``scale=False``; det R = +1)."""
+    return _masked_mean(joint_errors(procrustes_align(pred, gt, mask, scale), gt), mask)
+
+
+def n_mpjpe(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> Tensor:
+    """MPJPE after the per-frame optimal scale of the (root-aligned) prediction."""
+    s = n_scale(pred, gt, mask)
+    return _masked_mean(joint_errors(s[:, None, None] * pred.double(), gt), mask)
+
+
+# --------------------------------------------------------------------------------------------- 3D PCK/AUC
+def pck3d_counts(
+    pred: Tensor, gt: Tensor, mask: Tensor | None, thresholds: Sequence[float] = CURVE_THRESHOLDS_3D
+) -> tuple[Tensor, Tensor]:
+    """Correct counts per threshold (T,) with error < thr, and the labelled count (0-d), float64."""
+    err = joint_errors(pred, gt)
+    m = _mask(mask, err)
+    thr = torch.tensor(list(thresholds), dtype=torch.float64, device=err.device)
+    correct = ((err[None] < thr[:, None, None]) & m[None]).sum((1, 2)).double()
+    return correct, m.sum().double()
+
+
+def pck3d(pred: Tensor, gt: Tensor, mask: Tensor | None = None, threshold: float = 150.0) -> Tensor:
+    """3D PCK in percent: joints with error < threshold (mm)."""
+    c, t = pck3d_counts(pred, gt, mask, [threshold])
+    return ratio_percent(c[0], t)
+
+
+def auc3d(
+    pred: Tensor, gt: Tensor, mask: Tensor | None = None, thresholds: Sequence[float] = CURVE_THRESHOLDS_3D
+) -> Tensor:
+    """Mean 3D PCK over the thresholds (default 0..150 mm step 5, 31 values), percent."""
+    c, t = pck3d_counts(pred, gt, mask, thresholds)
+    return ratio_percent(c, t.expand_as(c)).mean()

@@ -1,0 +1,71 @@
+"""`kind: bench` templates: call a benchmark function and store each of its rows as a done run directory.
+
+The report then reads these directories like any training grid, so a bench table (SSP-Net Table 4)
+gets the same layout, paper column, status line and renderers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from posereg.errors import ConfigError
+from posereg.report.template import Template
+from posereg.runs import RunDir
+
+
+def bench_function(target: str):
+    """Import `package.module.function`."""
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"bench.target={target!r} cannot be imported: {err}") from None
+
+
+def write_bench_runs(
+    template: Template, grid_dir: Path, grid: dict[str, list[str]], fixed: dict[str, str]
+) -> list[Path]:
+    """Run the template's benchmark once per seed and write `<row_key>=<v>,seed=<s>/` run dirs (done ones kept)."""
+    spec = template.bench
+    if "target" not in spec or "row_key" not in spec:
+        raise ConfigError(f"template {template.name}: kind=bench needs bench.target and bench.row_key")
+    row_key = str(spec["row_key"])
+    values = grid.get(row_key, [])
+    kwargs: dict[str, Any] = dict(spec.get("kwargs") or {})
+    for axis, kwarg in (spec.get("axis_kwargs") or {}).items():
+        kwargs[str(kwarg)] = tuple(int(v) if v.lstrip("-").isdigit() else v for v in grid.get(axis, []))
+    fn = bench_function(str(spec["target"]))
+    paths = []
+    for seed in grid.get("seed", ["0"]):
+        cells = {v: RunDir(grid_dir / f"{row_key}={v},seed={seed}") for v in values}
+        if cells and all(c.read_status().get("status") == "done" for c in cells.values()):
+            paths += [c.path for c in cells.values()]
+            continue
+        overrides = {v: [*(f"{k}={x}" for k, x in fixed.items()), f"{row_key}={v}", f"seed={seed}"] for v in values}
+        for v, run in cells.items():
+            run.mark_running(template.name, overrides[v], resumed_from=None)
+        try:
+            rows = fn(seed=int(seed), **kwargs)
+        except Exception as err:
+            for run in cells.values():
+                run.mark_finished("failed", error=f"{type(err).__name__}: {err}")
+            raise
+        by_value = {str(r.get(row_key)): r for r in rows}
+        for v, run in cells.items():
+            (run.path / ".hydra").mkdir(parents=True, exist_ok=True)
+            (run.path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides[v]))
+            row = by_value.get(v)
+            if row is None:
+                run.mark_finished("failed", error=f"{spec['target']} returned no row with {row_key}={v}")
+                continue
+            scalars = {k: float(x) for k, x in row.items()
+                       if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(float(x))}
+            run.write_metrics({"final": scalars, "best": scalars, "test": {}, "extras": {}})
+            run.mark_finished("done")
+            paths.append(run.path)
+    return paths

@@ -1,0 +1,169 @@
+"""Read run directories (status.json, metrics.json, .hydra/overrides.yaml, csv/metrics.csv) into records."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from posereg.errors import DataError
+
+STATUSES = ("done", "running", "interrupted", "failed", "pending")
+
+
+@dataclass
+class RunRecord:
+    """What the report knows about one run, from its files only."""
+
+    path: Path
+    run_key: str
+    status: str
+    overrides: dict[str, str]
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    attempts: int = 0
+
+    @property
+    def seed(self) -> str | None:
+        """The run's seed as written in its overrides (None when it used the default)."""
+        return self.overrides.get("seed")
+
+    def value(self, section: str, name: str) -> float | None:
+        """A scalar from metrics.json[section][name], or None when absent or not finite."""
+        v = (self.metrics.get(section) or {}).get(name)
+        if isinstance(v, int | float) and math.isfinite(float(v)):
+            return float(v)
+        return None
+
+    def extra(self, section: str, name: str) -> Any:
+        """A curve or per-part value from metrics.json extras (e.g. extras.val.pckh_curve)."""
+        return ((self.metrics.get("extras") or {}).get(section) or {}).get(name)
+
+
+def parse_override(line: str) -> tuple[str, str] | None:
+    """`+key=value` / `key=value` -> (key, value); deletions (`~key`) and bare words -> None."""
+    line = line.strip()
+    if not line or line.startswith("~") or "=" not in line:
+        return None
+    key, value = line.split("=", 1)
+    return key.lstrip("+"), value.strip().strip("'\"")
+
+
+def _time(text: Any) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, OSError):
+        # A file being rewritten by a live run reads as garbage for a moment; treat it as absent.
+        return None
+
+
+def is_run_dir(path: Path) -> bool:
+    """A run directory has a status.json or a .hydra/overrides.yaml."""
+    return (path / "status.json").is_file() or (path / ".hydra" / "overrides.yaml").is_file()
+
+
+def load_run(path: Path) -> RunRecord:
+    """Read one run directory."""
+    path = Path(path)
+    status = _read_json(path / "status.json") or {}
+    overrides_file = path / ".hydra" / "overrides.yaml"
+    lines: list[str] = []
+    if overrides_file.is_file():
+        with open(overrides_file) as f:
+            lines = [str(x) for x in (yaml.safe_load(f) or [])]
+    elif status.get("overrides"):
+        lines = [str(x) for x in status["overrides"]]
+    overrides = dict(p for p in map(parse_override, lines) if p is not None)
+    state = str(status.get("status", "pending"))
+    return RunRecord(
+        path=path,
+        run_key=str(status.get("run_key") or path.name),
+        status=state if state in STATUSES else "pending",
+        overrides=overrides,
+        error=status.get("error"),
+        metrics=_read_json(path / "metrics.json") or {},
+        started_at=_time(status.get("started_at")),
+        ended_at=_time(status.get("ended_at")),
+        attempts=int(status.get("attempts") or 0),
+    )
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Run directories at or below `root` (not descending into a run's own sub-folders)."""
+    root = Path(root)
+    if is_run_dir(root):
+        return [root]
+    found: list[Path] = []
+    if root.is_dir():
+        for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            found += find_run_dirs(child)
+    return found
+
+
+def expand(paths: list[str | Path]) -> list[Path]:
+    """Grid dirs, run dirs or glob patterns -> existing directories; DataError when none exists."""
+    out: list[Path] = []
+    for p in paths:
+        matches = sorted(glob.glob(str(p))) or ([str(p)] if Path(p).exists() else [])
+        if not matches:
+            raise DataError(f"no run directory matches {p!r}; pass a grid dir such as runs/integral_table1")
+        out += [Path(m) for m in matches if Path(m).is_dir()]
+    return out
+
+
+def collect(paths: list[str | Path]) -> list[RunRecord]:
+    """Every run under the given grid dirs / run dirs / globs, each read once."""
+    seen: dict[Path, RunRecord] = {}
+    for root in expand(paths):
+        for d in find_run_dirs(root):
+            seen.setdefault(d.resolve(), load_run(d))
+    return list(seen.values())
+
+
+def read_csv_metrics(run_dir: Path, names: list[str] | None = None) -> dict[str, list[tuple[float, float]]]:
+    """Per metric, (epoch, value) pairs from csv/metrics.csv, skipping empty cells (CSVLogger rows)."""
+    files = sorted(Path(run_dir, "csv").rglob("metrics.csv"))
+    series: dict[str, list[tuple[float, float]]] = {}
+    for file in files:
+        with open(file, newline="") as f:
+            for row in csv.DictReader(f):
+                epoch = row.get("epoch") or row.get("step") or ""
+                for key, text in row.items():
+                    if key in ("epoch", "step") or not text or (names and key not in names):
+                        continue
+                    try:
+                        value, x = float(text), float(epoch)
+                    except ValueError:
+                        continue
+                    if math.isfinite(value):
+                        series.setdefault(key, []).append((x, value))
+    return series
+
+
+def status_counts(records: list[RunRecord]) -> dict[str, int]:
+    """How many runs are in each status."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for r in records:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return counts

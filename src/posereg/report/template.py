@@ -1,0 +1,256 @@
+"""Multirun templates: the grid, the fixed settings and the table layout of one paper table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from posereg.errors import ConfigError
+from posereg.paths import TEMPLATES_DIR
+
+SECTIONS = ("final", "best", "test")
+
+
+def value_str(value: Any) -> str:
+    """A YAML scalar as Hydra writes it in an override (true/false lower case, None as null)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(value_str(v) for v in value) + "]"
+    return str(value)
+
+
+def split_values(value: Any) -> list[str]:
+    """Grid axis values from `a,b,c`, a YAML list, or a single scalar."""
+    if isinstance(value, list | tuple):
+        return [value_str(v) for v in value]
+    text = value_str(value)
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+@dataclass
+class Dim:
+    """One table dimension (rows or column groups): grid axes, or network outputs of every run."""
+
+    axes: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_outputs(self) -> bool:
+        """True when the dimension enumerates network outputs rather than grid cells."""
+        return bool(self.outputs)
+
+    def label(self, key: str) -> str:
+        """Display label of a value key (`v` or `v1,v2` for several axes)."""
+        return self.labels.get(key, key)
+
+
+@dataclass
+class MetricSpec:
+    """One reported metric: its stored name, label, metrics.json section and display precision."""
+
+    name: str
+    label: str
+    section: str = "final"
+    decimals: int = 1
+    higher_is_better: bool = True
+
+
+@dataclass
+class Comparison:
+    """A paper claim about two cells: `a - b` (difference) or `100 (b - a) / b` (reduction_pct)."""
+
+    label: str
+    a: tuple[str, str]
+    b: tuple[str, str]
+    metric: str
+    paper: float | None
+    kind: str = "difference"
+
+
+@dataclass
+class Template:
+    """A parsed multirun template."""
+
+    name: str
+    title: str
+    path: Path | None = None
+    description: str = ""
+    paper_source: str = ""
+    kind: str = "train"
+    grid: dict[str, list[str]] = field(default_factory=dict)
+    fixed: dict[str, str] = field(default_factory=dict)
+    real: dict[str, str] = field(default_factory=dict)
+    bench: dict[str, Any] = field(default_factory=dict)
+    rows: Dim = field(default_factory=Dim)
+    columns: Dim | None = None
+    metrics: list[MetricSpec] = field(default_factory=list)
+    metric_name: str = "{metric}"
+    paper: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    comparisons: list[Comparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plots: dict[str, Any] = field(default_factory=dict)
+    is_real: bool = False
+
+    def metric(self, name: str) -> MetricSpec:
+        """The metric spec with this name or label."""
+        for m in self.metrics:
+            if name in (m.name, m.label):
+                return m
+        raise ConfigError(f"template {self.name}: metric {name!r} is not in table.metrics")
+
+
+def template_path(name_or_path: str | Path) -> Path:
+    """Resolve a template name (`integral_table1`) or a YAML path to an existing file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p
+    candidate = TEMPLATES_DIR / f"{p.name.removesuffix('.yaml')}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(list_templates()) or "(none)"
+    raise ConfigError(f"multirun template {name_or_path!r} not found in {TEMPLATES_DIR}; known: {known}")
+
+
+def list_templates() -> list[str]:
+    """Names of the templates shipped in multirun_templates/."""
+    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.yaml")) if TEMPLATES_DIR.is_dir() else []
+
+
+def load_template(name_or_path: str | Path, real: bool = False) -> Template:
+    """Load and validate a template file; `real` applies its `real:` settings and `real_labels`."""
+    path = template_path(name_or_path)
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    return parse_template(raw, path, real=real)
+
+
+def _dim(raw: Any, where: str, real: bool = False) -> Dim:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with `axis`, `axes` or `outputs`")
+    axes = raw.get("axes") or ([raw["axis"]] if "axis" in raw else [])
+    outputs_raw = raw.get("outputs")
+    labels_raw = raw.get("real_labels") if real and raw.get("real_labels") else raw.get("labels")
+    labels = {value_str(k): str(v) for k, v in (labels_raw or {}).items()}
+    if bool(axes) == bool(outputs_raw):
+        raise ConfigError(f"{where}: give exactly one of `axis`/`axes` (grid axes) or `outputs`")
+    outputs: list[str] = []
+    if outputs_raw:
+        if isinstance(outputs_raw, dict):
+            outputs = [value_str(k) for k in outputs_raw]
+            labels.update({value_str(k): str(v) for k, v in outputs_raw.items()})
+        else:
+            outputs = split_values(outputs_raw)
+    return Dim(axes=[str(a) for a in axes], outputs=outputs, labels=labels)
+
+
+def _cell_ref(ref: Any, where: str) -> tuple[str, str]:
+    """A comparison operand: `ROW` or {row: ROW, col: COL} (labels)."""
+    if isinstance(ref, dict):
+        return str(ref["row"]), str(ref.get("col", ""))
+    if isinstance(ref, str):
+        return ref, ""
+    raise ConfigError(f"{where}: expected a row label or {{row: ..., col: ...}}, got {ref!r}")
+
+
+def parse_template(raw: dict, path: Path | None = None, real: bool = False) -> Template:
+    """Build a Template from its YAML mapping; raises ConfigError naming the bad key.
+
+    With `real`, the `real:` settings replace grid axes of the same key and add to / replace the fixed
+    settings, and dimensions use their `real_labels`.
+    """
+    name = str(raw.get("name") or (path.stem if path else "grid"))
+    where = f"multirun template {name}"
+    kind = str(raw.get("kind", "train"))
+    if kind not in ("train", "bench"):
+        raise ConfigError(f"{where}: kind must be 'train' or 'bench', got {kind!r}")
+    table = raw.get("table") or {}
+    if "rows" not in table or "metrics" not in table:
+        raise ConfigError(f"{where}: table.rows and table.metrics are required")
+    metrics = []
+    for m in table["metrics"]:
+        m = {"name": m} if isinstance(m, str) else dict(m)
+        section = m.get("from", table.get("from", "final"))
+        if section not in SECTIONS:
+            raise ConfigError(f"{where}: metric {m['name']}: `from` must be one of {SECTIONS}, got {section!r}")
+        metrics.append(
+            MetricSpec(
+                name=str(m["name"]),
+                label=str(m.get("label", m["name"])),
+                section=section,
+                decimals=int(m.get("decimals", 1)),
+                higher_is_better=bool(m.get("higher_is_better", True)),
+            )
+        )
+    t = Template(
+        name=name,
+        title=str(raw.get("title", name)),
+        path=path,
+        description=str(raw.get("description", "")).strip(),
+        paper_source=str(raw.get("paper_source", "")),
+        kind=kind,
+        grid={str(k): split_values(v) for k, v in (raw.get("grid") or {}).items()},
+        fixed={str(k): value_str(v) for k, v in (raw.get("fixed") or {}).items()},
+        real={str(k): value_str(v) for k, v in (raw.get("real") or {}).items()},
+        bench=dict(raw.get("bench") or {}),
+        rows=_dim(table["rows"], f"{where}: table.rows", real),
+        columns=_dim(table["columns"], f"{where}: table.columns", real) if table.get("columns") else None,
+        metrics=metrics,
+        metric_name=str(table.get("metric_name", "{metric}")),
+        notes=[str(n) for n in table.get("notes") or []],
+        plots=dict(raw.get("plots") or {}),
+    )
+    t.is_real = real
+    if real:
+        if not t.real:
+            raise ConfigError(f"{where} has no `real:` section; pass data=<dataset> overrides instead of --real")
+        for key, value in t.real.items():
+            if key in t.grid:
+                t.grid[key] = split_values(value)
+            else:
+                t.fixed[key] = value
+    for axis in t.grid:  # a grid axis overrides a fixed setting of the same key
+        t.fixed.pop(axis, None)
+    for dim in (t.rows, t.columns):
+        for axis in dim.axes if dim else []:
+            if axis not in t.grid:
+                raise ConfigError(f"{where}: table axis {axis!r} is not a key of `grid`")
+    t.paper = _parse_paper(table.get("paper") or {}, t, where)
+    for c in table.get("comparisons") or []:
+        kind_c = str(c.get("kind", "difference"))
+        if kind_c not in ("difference", "reduction_pct"):
+            raise ConfigError(f"{where}: comparison kind must be difference|reduction_pct, got {kind_c!r}")
+        claims = c.get("metrics") or {c["metric"]: c.get("paper")}
+        for metric, paper in claims.items():
+            t.metric(str(metric))
+            t.comparisons.append(
+                Comparison(
+                    label=str(c["label"]),
+                    a=_cell_ref(c["a"], where),
+                    b=_cell_ref(c["b"], where),
+                    metric=t.metric(str(metric)).name,
+                    paper=paper,
+                    kind=kind_c,
+                )
+            )
+    return t
+
+
+def _parse_paper(raw: dict, t: Template, where: str) -> dict[tuple[str, str, str], Any]:
+    """Paper cells keyed (row label, column label, metric name); values are numbers or `ref:` paths."""
+    out: dict[tuple[str, str, str], Any] = {}
+    for row, inner in raw.items():
+        if t.columns is None:
+            for metric, value in inner.items():
+                out[(str(row), "", t.metric(str(metric)).name)] = value
+        else:
+            for col, metrics in inner.items():
+                for metric, value in metrics.items():
+                    out[(str(row), value_str(col), t.metric(str(metric)).name)] = value
+    return out

@@ -1,0 +1,1 @@
+"""Figures of network internals (learned maps) and the callbacks that log them."""

@@ -1,0 +1,38 @@
+"""Shared fixtures: compose configs once per call, run directories under tmp_path, tiny budgets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from posereg.paths import CONF_DIR
+from posereg.runs import register_resolvers
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+register_resolvers()
+
+TINY = ["debug=tiny", "logger=none"]
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """Compose the root config with overrides, as posereg-train would."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose a tiny config whose runs go under tmp_path."""
+
+    def _make(*overrides: str) -> DictConfig:
+        return compose_config([*TINY, f"paths.runs_dir={tmp_path / 'runs'}", *overrides])
+
+    return _make

@@ -1,0 +1,62 @@
+"""MPI-INF-3DHP adapter on the real slice: joint order, cameras (h = 204 fault), splits and projection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from posereg.data import mpi_inf_3dhp as hp
+from posereg.data.cameras import load_cameras
+from posereg.geometry import project
+from posereg.metrics.pck3d import subset_indices
+from posereg.skeletons import get_joint_set
+
+SLICE = Path("/work/shared/data/real_slices/mpi_inf_3dhp")
+TRAIN = {"ann_file": "test_3dhp_train.npz", "camera_file": "cameras_train.pkl", "image_dir": "."}
+TEST = {"ann_file": "test_3dhp_test.npz", "camera_file": "cameras_test.pkl", "image_dir": "."}
+
+
+def test_imgname_parsing():
+    assert hp.parse_imgname("S4_Seq2_Cam0_001033.jpg", "t") == {"subject": "S4", "action": "Seq2",
+                                                                "camera": "S4_Seq2_Cam0", "frame": 1033}
+    assert hp.parse_imgname("TS2_001850.jpg", "t") == {"subject": "TS2", "action": "TS2", "camera": "TS2",
+                                                       "frame": 1850}
+
+
+def test_reorder_into_h36m17_and_pck3d_subset():
+    raw = np.load(SLICE / "test_3dhp_train.npz")
+    recs = hp.load_records(SLICE, split="train", **TRAIN)
+    assert len(recs) == 2
+    h36 = get_joint_set("h36m17")
+    r = recs[0]
+    for k, name in enumerate(hp.NPZ_JOINTS):
+        np.testing.assert_allclose(r.joints_3d[h36.index(name)], raw["S"][0][k, :3] * 1000)
+    # root (npz 14) is h36m17 joint 0; the official 14 joints are npz 0..13 = PCK3D's subset by name
+    np.testing.assert_allclose(r.joints_3d[0], raw["S"][0][14, :3] * 1000)
+    sub = subset_indices("h36m17")
+    assert sorted(hp.npz_to_h36m17()[i] for i in sub) == list(hp.PCK3D_SUBSET)
+
+
+def test_h204_fault_ignored_and_projection_consistent():
+    cams = load_cameras(SLICE, "cameras_train.pkl", "t")
+    assert float(cams["S4_Seq2_Cam0"]["h"]) == 204.0
+    assert Image.open(SLICE / "S4_Seq2_Cam0_001033.jpg").size == (2048, 2048)
+    for kw, split in ((TRAIN, "train"), (TEST, "test")):
+        for labels in ("projected", "part"):
+            recs = hp.load_records(SLICE, split=split, labels_2d=labels, **kw)
+            for r in recs:
+                err = np.abs(project(r.joints_3d, r.camera) - r.joints_2d)[r.visible > 0].max()
+                assert err < (1e-9 if labels == "projected" else 2.0)
+                # 2048 px images: the 2 m box is well inside and positive
+                assert 100 < r.box_size[0] < 2048
+
+
+def test_test_split_and_invisible_joints():
+    recs = hp.load_records(SLICE, split="test", **TEST)
+    assert [r.meta["subject"] for r in recs] == ["TS1", "TS2"]
+    raw = np.load(SLICE / "test_3dhp_test.npz")
+    order = hp.npz_to_h36m17()
+    np.testing.assert_array_equal(recs[1].visible_3d, raw["S"][1][order, 3])
+    assert recs[1].visible_3d.sum() == 15

@@ -1,0 +1,128 @@
+"""MPJPE / PA-MPJPE / N-MPJPE / PCK3D / AUC3D: hand cases and scipy Procrustes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import orthogonal_procrustes
+from scipy.spatial.transform import Rotation
+
+from posereg.metrics import MPJPE, PCK3D
+from posereg.metrics import functional as F
+from posereg.metrics.pck3d import subset_indices
+
+
+def _poses(b=4, j=17, seed=0):
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.normal(0, 300, size=(b, j, 3)))
+
+
+def _scipy_pa(pred: np.ndarray, gt: np.ndarray, scale: bool = True) -> float:
+    """Independent PA-MPJPE of one frame via scipy (valid when the optimal rotation has det +1)."""
+    x, y = pred - pred.mean(0), gt - gt.mean(0)
+    r, sv_sum = orthogonal_procrustes(x, y)  # minimizes ||x r - y||, reflections allowed
+    assert np.linalg.det(r) > 0
+    s = sv_sum / (x**2).sum() if scale else 1.0
+    return float(np.linalg.norm(s * x @ r - y, axis=-1).mean())
+
+
+def test_pa_mpjpe_zero_for_similarity_copy_nonzero_for_mirror():
+    gt = _poses()
+    rot = torch.from_numpy(Rotation.random(4, random_state=1).as_matrix())
+    moved = 1.7 * torch.einsum("bij,bkj->bki", rot, gt) + torch.tensor([100.0, -50.0, 3000.0])
+    assert float(F.pa_mpjpe(moved, gt)) < 1e-8
+    assert float(F.mpjpe(moved, gt)) > 100
+    mirrored = gt * torch.tensor([-1.0, 1.0, 1.0])
+    assert float(F.pa_mpjpe(mirrored, gt)) > 10.0
+    # rigid fit: the scale stays, so a scaled copy keeps an error
+    assert float(F.pa_mpjpe(moved, gt, scale=False)) > 10.0
+    assert float(F.pa_mpjpe(torch.einsum("bij,bkj->bki", rot, gt), gt, scale=False)) < 1e-8
+
+
+def test_pa_mpjpe_equals_scipy_procrustes():
+    gt = _poses(seed=2)
+    rot = torch.from_numpy(Rotation.random(4, random_state=3).as_matrix())
+    noise = torch.from_numpy(np.random.default_rng(4).normal(0, 40, size=gt.shape))
+    pred = 0.8 * torch.einsum("bij,bkj->bki", rot, gt + noise) + 500.0
+    for scale in (True, False):
+        expect = np.mean([_scipy_pa(pred[b].numpy(), gt[b].numpy(), scale) for b in range(4)])
+        assert float(F.pa_mpjpe(pred, gt, scale=scale)) == pytest.approx(expect, rel=1e-9)
+
+
+def test_pa_with_mask_fits_only_labelled_joints():
+    gt = _poses(b=2, seed=5)
+    pred = gt.clone()
+    pred[:, 3] += 1000.0  # masked out: must not disturb the fit
+    mask = torch.ones(2, 17, dtype=torch.bool)
+    mask[:, 3] = False
+    assert float(F.pa_mpjpe(pred, gt, mask)) < 1e-8
+
+
+def test_n_mpjpe_hand_case():
+    gt = torch.tensor([[[0.0, 0, 0], [10, 0, 0], [0, 10, 0]]])
+    pred = torch.tensor([[[0.0, 0, 0], [20, 0, 0], [0, 0, 10]]])
+    # s = <p,g>/<p,p> = 200 / 500 = 0.4 -> (8,0,0), (0,0,4): errors 0, 2, sqrt(116)
+    assert float(F.n_scale(pred, gt)[0]) == pytest.approx(0.4)
+    assert float(F.n_mpjpe(pred, gt)) == pytest.approx((2 + math.sqrt(116)) / 3)
+    assert float(F.mpjpe(pred, gt)) == pytest.approx((10 + math.sqrt(200)) / 3)
+    m = MPJPE()
+    m.update(pred + 1000.0, gt - 7.0)  # root alignment removes both offsets
+    out = m.compute()
+    assert float(out["n_mpjpe"]) == pytest.approx((2 + math.sqrt(116)) / 3)
+    assert float(out["mpjpe"]) == pytest.approx((10 + math.sqrt(200)) / 3)
+
+
+def test_mpjpe_include_root_masks_and_per_action_means():
+    gt = torch.zeros(3, 4, 3)
+    pred = gt.clone()
+    pred[0, 1:, 0] = 10.0  # frame 0: joints 1..3 off by 10 -> per-frame errors 0,10,10,10
+    pred[1, 1:, 0] = 20.0
+    pred[2, 1:, 0] = 40.0
+    actions = ["Walking 1", "Walking", "Eating"]
+    m = MPJPE()
+    m.update(pred[:2], gt[:2], None, actions[:2])
+    m.update(pred[2:], gt[2:], None, actions[2:])
+    out = m.compute()
+    assert float(out["mpjpe"]) == pytest.approx((30 + 60 + 120) / 12)  # pooled, root included
+    assert float(out["mpjpe/Walking"]) == pytest.approx((30 + 60) / 8)
+    assert float(out["mpjpe/Eating"]) == pytest.approx(120 / 4)
+    assert float(out["mpjpe_action_mean"]) == pytest.approx(((30 + 60) / 8 + 30) / 2)
+    no_root = MPJPE(include_root=False, actions=None)
+    no_root.update(pred, gt)
+    out = no_root.compute()
+    assert float(out["mpjpe"]) == pytest.approx((30 + 60 + 120) / 9)
+    assert "mpjpe_action_mean" not in out
+    # 3D mask from weights; a frame whose root is unlabelled is skipped
+    weights = torch.ones(3, 4, 3)
+    weights[0, 0, 2] = 0
+    weights[1, 2, 2] = 0
+    batch = {"joints_3d": gt, "weights": weights, "meta": {"action": actions}}
+    m = MPJPE()
+    m.update_from_batch({"joints_3d_cam": pred}, batch)
+    assert float(m.compute()["mpjpe"]) == pytest.approx((40 + 120) / 7)
+
+
+def test_pck3d_auc3d_hand_cases():
+    assert subset_indices("h36m17") == [10, 8, 14, 11, 15, 12, 16, 13, 1, 4, 2, 5, 3, 6]
+    assert len(subset_indices("pa17j")) == 14 and 0 not in subset_indices("pa17j")
+    gt = torch.zeros(1, 17, 3)
+    pred = gt.clone()
+    idx = subset_indices("h36m17")
+    errs = [0.0, 50.0, 149.5, 150.0, 200.0] + [52.0] * 9
+    for j, e in zip(idx, errs, strict=True):
+        pred[0, j, 2] = e
+    pred[0, 7] = 5000.0  # spine and nose are outside the 3DHP subset
+    pred[0, 9] = 5000.0
+    m = PCK3D()
+    m.update(pred, gt)
+    out = m.compute()
+    assert float(out["pck3d"]) == pytest.approx(100 * 12 / 14)  # 150 and 200 fail (strict <)
+    # per threshold t in 0..150 step 5 count errors < t, by hand per joint:
+    # 0 -> 30 thresholds (5..150), 50 -> 20 (55..150), 149.5 -> 1 (150), 150/200 -> 0, 52 -> 20 each
+    assert float(out["auc3d"]) == pytest.approx(100 * (30 + 20 + 1 + 0 + 0 + 9 * 20) / (14 * 31))
+    assert float(out["mpjpe"]) == pytest.approx(sum(errs) / 14)
+    assert float(F.pck3d(pred[:, idx], gt[:, idx])) == pytest.approx(100 * 12 / 14)
+    assert float(F.auc3d(pred[:, idx], gt[:, idx])) == pytest.approx(float(out["auc3d"]))

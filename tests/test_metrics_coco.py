@@ -1,0 +1,119 @@
+"""COCO OKS-AP: perfect predictions give 1.0; perturbed ones equal a direct pycocotools call."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from posereg.errors import DataError
+from posereg.metrics import COCO_STAT_NAMES, CocoKeypointAP
+
+ANN = Path(__file__).resolve().parents[2] / "shared/data/real_slices/coco/test_coco.json"
+pytestmark = pytest.mark.skipif(not ANN.is_file(), reason="real COCO slice not present")
+
+
+def coco_people() -> list[dict]:
+    """Annotated people (num_keypoints > 0) of the slice."""
+    return [a for a in json.loads(ANN.read_text())["annotations"] if a["num_keypoints"] > 0]
+
+
+def perturbed(seed: int = 0):
+    """COCO-convention keypoints with noise ~ 6% of the person scale, keypoint and box scores."""
+    rng = np.random.default_rng(seed)
+    anns = coco_people()
+    kp = np.array([np.reshape(a["keypoints"], (17, 3))[:, :2] for a in anns], dtype=np.float64)
+    scale = np.sqrt([a["area"] for a in anns])[:, None, None]
+    kp = kp + rng.normal(0, 1, kp.shape) * 0.06 * scale
+    conf = rng.uniform(0.2, 1.0, (len(anns), 17))
+    box = rng.uniform(0.5, 1.0, len(anns))
+    return anns, kp, conf, box
+
+
+def direct_cocoeval(results: list[dict]) -> np.ndarray:
+    """The 10 stats from a plain pycocotools call."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ANN))
+        ev = COCOeval(gt, gt.loadRes(results), iouType="keypoints")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats
+
+
+def test_perfect_predictions_give_ap_one():
+    anns = coco_people()
+    kp = torch.tensor([np.reshape(a["keypoints"], (17, 3))[:, :2] for a in anns], dtype=torch.float64)
+    m = CocoKeypointAP(ann_file=str(ANN))
+    m.update(kp + 0.5, [a["image_id"] for a in anns])  # posereg pixels = COCO + 0.5
+    out = m.compute()
+    assert set(out) == set(COCO_STAT_NAMES)
+    for name in ("coco_ap", "coco_ap50", "coco_ap75", "coco_ar", "coco_ar50", "coco_ar75"):
+        assert out[name] == pytest.approx(1.0), name
+    # forgetting the half-pixel shift costs AP on this slice's small people
+    shifted = CocoKeypointAP(ann_file=str(ANN), pixel_offset=-3.0)
+    shifted.update(kp + 0.5, [a["image_id"] for a in anns])
+    assert shifted.compute()["coco_ap"] < 1.0
+
+
+def test_perturbed_predictions_equal_direct_pycocotools():
+    anns, kp, conf, box = perturbed()
+    results = [{"image_id": a["image_id"], "category_id": 1,
+                "keypoints": np.concatenate([kp[k], conf[k, :, None]], -1).reshape(-1).tolist(),
+                "score": float(box[k] * conf[k].mean())} for k, a in enumerate(anns)]
+    expect = direct_cocoeval(results)
+    assert 0.05 < expect[0] < 0.99  # a non-trivial AP
+    m = CocoKeypointAP(ann_file=str(ANN))
+    half = len(anns) // 2
+    for sl in (slice(0, half), slice(half, None)):
+        m.update(torch.from_numpy(kp[sl] + 0.5), [a["image_id"] for a in anns[sl]],
+                 torch.from_numpy(conf[sl]), torch.from_numpy(box[sl]))
+    out = m.compute()
+    np.testing.assert_allclose([out[n] for n in COCO_STAT_NAMES], expect, atol=1e-12)
+
+
+def _batch_from(anns, kp_image: np.ndarray, conf: np.ndarray, box: np.ndarray, shift: float = 40.0):
+    """A collated batch whose crops are translations by -shift; GT mapped back with crop_to_image."""
+    n = len(anns)
+    gt = np.array([np.reshape(a["keypoints"], (17, 3)) for a in anns], dtype=np.float64)
+    a = torch.tensor([[1.0, 0.0, shift], [0.0, 1.0, shift]], dtype=torch.float64).expand(n, 2, 3)
+    weights = torch.from_numpy(np.repeat((gt[:, :, 2:] > 0), 3, -1).astype(np.float32))
+    batch = {"joints_2d": torch.from_numpy(gt[:, :, :2] + 0.5 - shift), "crop_to_image": a, "weights": weights,
+             "bbox": torch.tensor([x["bbox"] for x in anns]), "area": torch.tensor([x["area"] for x in anns]),
+             "meta": {"image_id": [x["image_id"] for x in anns], "index": list(range(n)),
+                      "box_score": box.tolist()}}
+    preds = {"joints_2d_image": torch.from_numpy(kp_image + 0.5), "joints_3d_cam": None,
+             "joint_conf": torch.from_numpy(conf)}
+    return preds, batch
+
+
+def test_update_from_batch_with_and_without_ann_file():
+    anns, kp, conf, box = perturbed(seed=1)
+    preds, batch = _batch_from(anns, kp, conf, box)
+    official, from_batch = CocoKeypointAP(ann_file=str(ANN)), CocoKeypointAP()
+    for m in (official, from_batch):
+        m.update_from_batch(preds, batch)
+    a, b = official.compute(), from_batch.compute()
+    # the file's extra annotations have no keypoints and are ignored, so the GTs agree
+    np.testing.assert_allclose([a[n] for n in COCO_STAT_NAMES], [b[n] for n in COCO_STAT_NAMES], atol=1e-12)
+    assert 0.05 < a["coco_ap"] < 0.99
+    # a duplicated sample (DistributedSampler padding) is counted once
+    dup = CocoKeypointAP(ann_file=str(ANN))
+    dup.update_from_batch(preds, batch)
+    one = {k: (v[:1] if k != "meta" else {kk: vv[:1] for kk, vv in v.items()}) for k, v in batch.items()}
+    dup.update_from_batch({k: (v[:1] if v is not None else None) for k, v in preds.items()}, one)
+    assert dup.compute() == a
+
+
+def test_unknown_image_id_is_a_data_error():
+    m = CocoKeypointAP(ann_file=str(ANN))
+    m.update(torch.zeros(1, 17, 2), [123456789])
+    with pytest.raises(DataError):
+        m.compute()

@@ -1,0 +1,152 @@
+"""posereg-sweep end to end on tiny SynthPose: completion, kill + resume, failing cells, joblib parallelism."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from posereg.cli.sweep import isolate_bad_cells, plan_sweep
+from posereg.report.build import make_table
+from posereg.report.template import load_template
+
+# Smallest settings that still train, validate and checkpoint: a few seconds per cell on a busy CPU.
+TINY = {
+    "debug": "tiny",
+    "backbone.name": "resnet10t",
+    "method.head.width": 32,
+    "data.input_size": 32,
+    "data.batch_size": 2,
+    "data.eval_batch_size": 4,
+    "trainer.max_epochs": 1,
+    "trainer.limit_train_batches": 2,
+    "trainer.limit_val_batches": 1,
+}
+RUNTIME = ["test_after_fit=false", "logger=csv"]
+
+
+def write_template(path: Path, grid: dict, columns: str | None = None) -> Path:
+    """A tiny template: rows by method (columns optional), PCKh@0.5."""
+    table = {"rows": {"axis": "method"}, "metrics": [{"name": "val/pckh@0.5", "label": "PCKh@0.5"}]}
+    if columns:
+        table["columns"] = {"axis": columns}
+    path.write_text(yaml.safe_dump({"name": path.stem, "title": "tiny grid", "grid": grid, "fixed": TINY,
+                                    "table": table}))
+    return path
+
+
+def sweep_cmd(template: Path, runs: Path, *extra: str) -> list[str]:
+    """`posereg-sweep <template> paths.runs_dir=<runs> ...` as a subprocess command."""
+    return [sys.executable, "-m", "posereg.cli.sweep", str(template), f"paths.runs_dir={runs}", *RUNTIME, *extra]
+
+
+def env() -> dict[str, str]:
+    """One thread per process: cells share two cores with everything else."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def statuses(grid_dir: Path) -> dict[str, dict]:
+    """Run key -> status.json of every run dir in the grid."""
+    out = {}
+    for f in grid_dir.glob("*/status.json"):
+        try:
+            out[f.parent.name] = json.loads(f.read_text())
+        except json.JSONDecodeError:  # being rewritten right now
+            continue
+    return out
+
+
+def when(text: str) -> datetime:
+    """Parse an ISO timestamp from status.json."""
+    return datetime.fromisoformat(text)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_grid_killed_midway_resumes_only_missing_cells(tmp_path: Path) -> None:
+    template = write_template(tmp_path / "tiny_resume.yaml", {"method": "i1,r1", "seed": "0,1"})
+    runs = tmp_path / "runs"
+    grid_dir = runs / "tiny_resume"
+    proc = subprocess.Popen(sweep_cmd(template, runs), cwd=tmp_path, env=env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if sum(s.get("status") == "done" for s in statuses(grid_dir).values()) >= 2:
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep: parent, Hydra process and any worker
+        proc.wait()
+    before = statuses(grid_dir)
+    done_before = {k for k, s in before.items() if s["status"] == "done"}
+    assert len(done_before) == 2, before
+    mtimes = {k: (grid_dir / k / "metrics.json").stat().st_mtime_ns for k in done_before}
+
+    rerun_start = datetime.now(timezone.utc).replace(microsecond=0)
+    result = subprocess.run(sweep_cmd(template, runs), cwd=tmp_path, env=env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = statuses(grid_dir)
+    assert len(after) == 4 and all(s["status"] == "done" for s in after.values()), after
+    trained_again = {k for k, s in after.items() if when(s["started_at"]) >= rerun_start}
+    assert trained_again == set(after) - done_before
+    for k in done_before:  # untouched: same attempt, same timestamps, same metrics file
+        assert after[k] == before[k]
+        assert (grid_dir / k / "metrics.json").stat().st_mtime_ns == mtimes[k]
+    for k in trained_again - set(before):
+        assert after[k]["attempts"] == 1
+    assert "4/4 runs done" in (grid_dir / "report" / "report.md").read_text()
+    # the sweep predicts Hydra's run directories (used to record cells that cannot even be composed)
+    plan = plan_sweep(load_template(template), [f"paths.runs_dir={runs}", *RUNTIME])
+    assert {plan.run_dir(c).name for c in plan.cells()} == set(after)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_failing_cells_do_not_stop_the_grid_and_joblib_runs_cells_concurrently(tmp_path: Path) -> None:
+    # backbone.name first: Hydra enumerates (good, i1), (good, r1), ... so the two workers start the good cells
+    template = write_template(tmp_path / "tiny_fail.yaml",
+                              {"backbone.name": "resnet10t,no_such_net", "method": "i1,r1", "seed": "0"},
+                              columns="backbone.name")
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        sweep_cmd(template, runs, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+        cwd=tmp_path, env=env(), capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    st = statuses(runs / "tiny_fail")
+    good = [s for s in st.values() if "backbone.name=resnet10t" in s["overrides"]]
+    bad = [s for s in st.values() if "backbone.name=no_such_net" in s["overrides"]]
+    assert [s["status"] for s in good] == ["done", "done"]
+    assert [s["status"] for s in bad] == ["failed", "failed"]
+    assert all("no_such_net" in s["error"] for s in bad)
+    a, b = good
+    assert max(when(a["started_at"]), when(b["started_at"])) < min(when(a["ended_at"]), when(b["ended_at"]))
+    assert len({s["pid"] for s in good}) == 2  # two joblib workers
+    md = (runs / "tiny_fail" / "report" / "report.md").read_text()
+    assert "PARTIAL: 2/4 runs done (2 failed)" in md
+    assert md.count("| failed |") == 2 and "## Failed runs" in md
+    table = make_table([runs / "tiny_fail"])
+    assert table.cells[("i1", "resnet10t", "val/pckh@0.5")].n == 1
+
+
+def test_cells_that_cannot_compose_are_marked_failed(tmp_path: Path) -> None:
+    template = write_template(tmp_path / "tiny_typo.yaml", {"method": "i1,typo", "seed": "0"})
+    plan = plan_sweep(load_template(template), [f"paths.runs_dir={tmp_path / 'runs'}"])
+    failed = isolate_bad_cells(plan)
+    assert plan.dropped == {"method": ["typo"]}
+    assert "method=i1" in plan.overrides()
+    (path,) = failed
+    status = json.loads((path / "status.json").read_text())
+    assert status["status"] == "failed" and "method/typo" in status["error"]
+    assert "method=typo" in yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text())
+    table = make_table([tmp_path / "runs" / "tiny_typo"], load_template(template))
+    assert table.counts["failed"] == 1 and table.cells[("typo", "", "val/pckh@0.5")].statuses["failed"] == 1
