@@ -188,3 +188,15 @@ def test_show_writes_a_grid_with_left_and_right_colours(tmp_path):
     assert img.shape == (2 * 192, 2 * 192, 3)
     for colour in (LEFT, RIGHT):
         assert (np.abs(img.astype(int) - colour).sum(-1) < 10).sum() > 50
+
+
+def test_collate_keeps_only_shared_meta_keys():
+    import torch
+
+    from posereg.data.collate import collate_samples
+
+    a = {"image": torch.zeros(3, 2, 2), "meta": {"dataset": "synth", "index": 1, "family": "walk"}}
+    b = {"image": torch.ones(3, 2, 2), "meta": {"dataset": "mpii", "index": 7, "image": "x.jpg"}}
+    batch = collate_samples([a, b])
+    assert batch["meta"] == {"dataset": ["synth", "mpii"], "index": torch.tensor([1, 7])}
+    assert batch["image"].shape == (2, 3, 2, 2) and float(batch["image"][1].sum()) == 12.0

@@ -52,7 +52,7 @@ def _volume_case(kind: str):
 def test_heatmap_loss_of_two_d_samples_sees_only_the_z_marginal(kind):
     maps, t = _volume_case(kind)
     base = heatmap_loss(maps, t, kind)
-    perm = torch.randperm(6)
+    perm = torch.tensor([5, 3, 1, 0, 2, 4])
     shuffled_2d = maps.clone()
     shuffled_2d[2:] = maps[2:, :, perm]
     shuffled_3d = maps.clone()

@@ -43,6 +43,19 @@ class PoisonAt(pl.Callback):
                     p.fill_(float("nan"))
 
 
+class LastCheckpointProbe(pl.Callback):
+    """Records the global step stored in last.ckpt at the start of every epoch after the first."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen: list[int | None] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch > 0:
+            ok = self.path.exists()
+            self.seen.append(torch.load(self.path, weights_only=False)["global_step"] if ok else None)
+
+
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 
@@ -52,9 +65,11 @@ def _run(cfg, path: Path, **kw):
 
 
 def test_tiny_run_writes_run_directory(make_cfg, tmp_path):
-    cfg = make_cfg()
+    cfg = make_cfg("trainer.max_epochs=3")
     run = RunDir(tmp_path / "run")
-    metrics = _run(cfg, run.path)
+    probe = LastCheckpointProbe(run.last_ckpt)
+    metrics = _run(cfg, run.path, extra_callbacks=[probe])
+    assert probe.seen == [3, 6]  # last.ckpt written at the end of every epoch (3 batches each)
     status = run.read_status()
     assert status["status"] == "done" and status["attempts"] == 1
     assert status["error"] is None and status["ended_at"] and status["host"]
@@ -156,7 +171,10 @@ def test_nan_loss_fails_the_run_and_keeps_clean_checkpoint(make_cfg, tmp_path):
 
 @pytest.mark.parametrize(
     "overrides",
-    [("method=i1", "data=synth2d", "method.dims=3"), ("method=r1", "method.loss.heatmap=mse", "+method.loss.weights.heatmap=1.0")],
+    [
+        ("method=i1", "data=synth2d", "method.dims=3"),
+        ("method=r1", "method.loss.heatmap=mse", "+method.loss.weights.heatmap=1.0"),
+    ],
     ids=["3d-method-on-2d-data", "heatmap-loss-without-heatmap"],
 )
 def test_impossible_combination_fails_with_clear_error(make_cfg, tmp_path, capsys, overrides):

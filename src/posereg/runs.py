@@ -16,7 +16,7 @@ from typing import Any
 from posereg.paths import REPO_ROOT
 
 STATUSES = ("pending", "running", "done", "failed", "interrupted")
-MAX_KEY_LENGTH = 120
+MAX_KEY_LENGTH = 200
 _UNSAFE = re.compile(r"[^A-Za-z0-9=,._+@:\-\[\]]")
 
 

@@ -11,6 +11,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from posereg.data.collate import collate_samples
 from posereg.data.resumable import ResumableDataLoader
 from posereg.data.samplers import MixedSourceBatchSampler, SourceMix, batch_counts
 from posereg.data.transforms import AugmentConfig
@@ -169,7 +170,7 @@ class PoseDataModule(L.LightningDataModule):
 
     def _loader_kwargs(self) -> dict[str, Any]:
         return {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
-                "persistent_workers": self.persistent_workers}
+                "persistent_workers": self.persistent_workers, "collate_fn": collate_samples}
 
     def train_dataloader(self) -> DataLoader:
         return ResumableDataLoader(self.dataset("train"), batch_sampler=self.batch_sampler(),
