@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
+# The default experiment: I1 + ResNet-18 on SynthPose 2D, sized for ~10 CPU minutes (conf/experiment/quickstart.yaml).
 train: install
-	$(BIN)/posereg-train $(ARGS)
+	$(BIN)/posereg-train experiment=quickstart $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from posereg.viz.figure_log import figure_to_rgb
 from posereg.viz.pose_callback import PoseImagesCallback, predictions
-from posereg.viz.pose_images import figure_to_array, pose_grid
+from posereg.viz.pose_images import pose_grid
 
 BONES = ((0, 1), (1, 2))
 
@@ -59,7 +60,7 @@ def test_grid_figure_renders_every_sample() -> None:
     b = _batch(3)
     fig = pose_grid(b["image"].numpy(), b["joints_2d"].numpy(), b["joints_2d"].numpy(), BONES, cols=2)
     assert len([ax for ax in fig.axes if ax.images]) == 3
-    arr = figure_to_array(fig)
+    arr = figure_to_rgb(fig)
     assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3
 
 

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from posereg.errors import ConfigError
-from posereg.viz.maps import IMAGENET_MEAN, IMAGENET_STD, part_context_figure, sample_from_outputs, save_figure
+from posereg.viz.figure_log import log_figure
+from posereg.viz.maps import IMAGENET_MEAN, IMAGENET_STD, part_context_figure, sample_from_outputs
 
 _BATCH_KEYS = ("image", "joints_2d", "weights")
-
-
-def figure_to_rgb(fig: Figure) -> np.ndarray:
-    """Render a figure to an (H,W,3) uint8 array with the Agg canvas."""
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 class PartMapsCallback(pl.Callback):
@@ -119,22 +110,10 @@ class PartMapsCallback(pl.Callback):
         return js.names, js.bones
 
     def _log(self, trainer: pl.Trainer, fig: Figure) -> None:
-        """add_figure / log_image to TensorBoard / W&B; PNG under the run dir when neither is active."""
-        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
-        step = trainer.global_step
-        shown = False
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure(self.tag, fig, global_step=step, close=False)
-                shown = True
-            elif isinstance(logger, WandbLogger):
-                logger.log_image(key=self.tag, images=[figure_to_rgb(fig)], step=step)
-                shown = True
-        if self.save_png or (self.save_png is None and not shown):
-            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.tag)
-            path = Path(trainer.default_root_dir) / self.dirname / f"{stem}_epoch{trainer.current_epoch:04d}.png"
-            self.last_png = save_figure(fig, path)
+        """To TensorBoard / W&B; PNG under the run dir when neither is active."""
+        path = log_figure(trainer, self.tag, fig, self.dirname, self.save_png)
+        if path is not None:
+            self.last_png = path
 
 
 def _pick(outputs: Any, which: int | str) -> Mapping[str, torch.Tensor]:

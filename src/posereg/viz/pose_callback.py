@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 
 from posereg.errors import ConfigError
 from posereg.geometry import back_project
-from posereg.viz.pose_images import figure_to_array, figure_to_png, pose_grid, skeleton_3d
+from posereg.viz.figure_log import log_figure
+from posereg.viz.pose_images import pose_grid, skeleton_3d
 
 _KEYS = ("image", "joints_2d", "joints_3d", "weights", "camera", "root_depth")
 DEFAULT_DEPTH_RANGE = 2000.0
@@ -121,19 +122,6 @@ class PoseImagesCallback(pl.Callback):
                      or DEFAULT_DEPTH_RANGE)
 
     def _log(self, trainer: pl.Trainer, tag: str, fig: Figure) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
-        step, shown = trainer.global_step, False
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(tag, figure_to_array(fig), global_step=step, dataformats="HWC")
-                shown = True
-            elif isinstance(logger, WandbLogger):
-                logger.log_image(key=tag, images=[figure_to_array(fig)], step=step)
-                shown = True
-        if self.save_png or (self.save_png is None and not shown):
-            name = tag.replace("/", "_")
-            path = Path(trainer.default_root_dir) / self.dirname / f"{name}_epoch{trainer.current_epoch:04d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(figure_to_png(fig))
+        path = log_figure(trainer, tag, fig, self.dirname, self.save_png)
+        if path is not None:
             self.written.append(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,18 +77,3 @@ def skeleton_3d(pred: np.ndarray, gt: np.ndarray, bones: Sequence[tuple[int, int
         fig.suptitle(title)
     return fig
 
-
-def figure_to_array(fig: Figure) -> np.ndarray:
-    """Render a figure to an (H,W,3) uint8 array."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
-    """Render a figure to PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
