@@ -126,3 +126,20 @@ def test_pck3d_auc3d_hand_cases():
     assert float(out["mpjpe"]) == pytest.approx(sum(errs) / 14)
     assert float(F.pck3d(pred[:, idx], gt[:, idx])) == pytest.approx(100 * 12 / 14)
     assert float(F.auc3d(pred[:, idx], gt[:, idx])) == pytest.approx(float(out["auc3d"]))
+
+
+def test_mpjpe_joint_subset_ignores_other_joints():
+    import torch
+
+    from posereg.metrics import MPJPE
+
+    gt = torch.zeros(1, 18, 3, dtype=torch.float64)
+    gt[0, :, 0] = torch.arange(18, dtype=torch.float64) * 100.0
+    pred = gt.clone()
+    pred[0, 17, 1] += 500.0  # only the appended thorax is wrong
+    pred[0, 3, 2] += 36.0
+    full, subset = MPJPE(actions=None), MPJPE(actions=None, joints=range(17))
+    full.update(pred, gt)
+    subset.update(pred, gt)
+    assert abs(float(full.compute()["mpjpe"]) - (500.0 + 36.0) / 18) < 1e-9
+    assert abs(float(subset.compute()["mpjpe"]) - 36.0 / 17) < 1e-9

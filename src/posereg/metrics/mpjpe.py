@@ -40,7 +40,9 @@ class MPJPE(Metric):
       (``batch['meta']['action']``) named in ``actions``; other actions count only in the pooled values.
 
     Both poses are root-aligned on ``root_index`` unless ``root_aligned=True``; a frame whose root
-    has no 3D label is skipped. Mask: ``weights[..., 2] > 0``.
+    has no 3D label is skipped. Mask: ``weights[..., 2] > 0``. ``joints`` restricts evaluation (and the
+    Procrustes fit) to those joint indices, e.g. ``range(17)`` for the 17 standard Human3.6M joints of
+    the ``h36m18`` set, whose appended thorax the Integral code does not evaluate.
     """
 
     full_state_update = False
@@ -54,9 +56,13 @@ class MPJPE(Metric):
         pa_scale: bool = True,
         root_aligned: bool = False,
         actions: Sequence[str] | None = H36M_ACTIONS,
+        joints: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.joints = None if joints is None else [int(i) for i in joints]
+        if self.joints is not None and root_index not in self.joints:
+            raise ConfigError(f"MPJPE.joints={self.joints} must contain the root joint {root_index}")
         if root_index < 0:
             raise ConfigError(f"MPJPE.root_index={root_index}: must be a joint index >= 0")
         self.root_index = root_index
@@ -87,6 +93,12 @@ class MPJPE(Metric):
         if not self.root_aligned:
             pred, gt = root_align(pred, self.root_index), root_align(gt, self.root_index)
             m = m & m[:, self.root_index : self.root_index + 1]
+        if self.joints is not None:
+            if max(self.joints) >= j:
+                raise ConfigError(f"MPJPE.joints={self.joints} out of range for {j} joints")
+            keep = torch.zeros_like(m)
+            keep[:, self.joints] = True
+            m = m & keep
         if not self.include_root:
             m[:, self.root_index] = False
         w = m.double()
