@@ -117,3 +117,26 @@ def test_unknown_image_id_is_a_data_error():
     m.update(torch.zeros(1, 17, 2), [123456789])
     with pytest.raises(DataError):
         m.compute()
+
+
+def test_oks_nms_inside_the_metric_removes_duplicate_detections():
+    """Two predictions of the same person (a duplicate detection) are a false positive unless OKS-NMS runs."""
+    from posereg.metrics.coco import load_coco
+
+    gt = load_coco(ANN)
+    people = [a for a in gt.dataset["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]][:3]
+    kp = torch.tensor([np.array(a["keypoints"], dtype=np.float64).reshape(17, 3)[:, :2] for a in people]) + 0.5
+    dup = torch.cat([kp, kp + 1.0])  # each person twice, the copy 1 px off and lower scored
+    ids = [a["image_id"] for a in people] * 2
+    # the first person's duplicate outranks the other people's true predictions: a false positive early on
+    scores = torch.tensor([1.0, 0.6, 0.5, 0.9, 0.4, 0.3], dtype=torch.float64)
+    areas = torch.tensor([a["area"] for a in people] * 2, dtype=torch.float64)
+    plain = CocoKeypointAP(ann_file=str(ANN), restrict_to_predicted_images=True)
+    nms = CocoKeypointAP(ann_file=str(ANN), restrict_to_predicted_images=True, oks_nms_thr=0.9)
+    for metric in (plain, nms):
+        metric.update(dup, ids, box_scores=scores, pred_area=areas)
+    assert plain.compute()["coco_ap"] < 0.99
+    assert nms.compute()["coco_ap"] == pytest.approx(1.0)
+    single = CocoKeypointAP(ann_file=str(ANN), restrict_to_predicted_images=True)
+    single.update(kp, ids[:3], box_scores=scores[:3], pred_area=areas[:3])
+    assert nms.compute()["coco_ap"] == pytest.approx(single.compute()["coco_ap"])

@@ -8,7 +8,8 @@ already and are not shifted.
 Crop box as mmpose / HRNet: the box is widened to the input aspect ratio, then padded by 1.25.
 Detection mode (``bbox_file``, the ``COCO_val2017_detections_AP_H_56_person.json`` format) keeps
 person detections with ``score >= det_score_thr``; the evaluation rescores each instance
-(box score x mean keypoint confidence) and applies OKS-NMS per image (:func:`oks_nms`).
+(box score x mean keypoint confidence) and applies OKS-NMS per image (:func:`posereg.metrics.oks.oks_nms`,
+through ``CocoKeypointAP(oks_nms_thr=...)``).
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ DEFAULT_ANN = {"train": "annotations/person_keypoints_train2017.json",
                "val": "annotations/person_keypoints_val2017.json",
                "test": "annotations/person_keypoints_val2017.json"}
 DEFAULT_IMAGES = {"train": "train2017", "val": "val2017", "test": "val2017"}
-OKS_SIGMAS = np.array([.026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107, .107, .087,
-                       .087, .089, .089])
 
 
 def from_coco_convention(xy: Any) -> np.ndarray:
@@ -184,29 +183,6 @@ def load_records(root: Any, split: str = "train", ann_file: str | None = None, i
     for k, r in enumerate(out):
         r.meta["index"] = k
     return out, ann
-
-
-def oks(g: np.ndarray, d: np.ndarray, area: float, sigmas: np.ndarray = OKS_SIGMAS,
-        vis: np.ndarray | None = None) -> float:
-    """OKS between two (J,2) keypoint sets (pycocotools' formula; vis masks the joints of g that count)."""
-    var = (2 * sigmas) ** 2
-    e = ((g - d) ** 2).sum(-1) / var / (area + np.spacing(1)) / 2
-    mask = np.ones(len(g), dtype=bool) if vis is None else vis > 0
-    return float(np.exp(-e[mask]).sum() / max(int(mask.sum()), 1)) if mask.any() else 0.0
-
-
-def oks_nms(instances: list[dict[str, Any]], thr: float = 0.9, sigmas: np.ndarray = OKS_SIGMAS) -> list[int]:
-    """Greedy OKS-NMS (HRNet / mmpose): indices kept, by descending score, among dicts with keypoints, score, area."""
-    order = sorted(range(len(instances)), key=lambda k: -float(instances[k]["score"]))
-    keep: list[int] = []
-    for k in order:
-        kp = np.asarray(instances[k]["keypoints"], dtype=np.float64).reshape(-1, 3)[:, :2]
-        # mmpose's oks_iou normalizes by the mean of the two areas
-        if all(oks(np.asarray(instances[m]["keypoints"], dtype=np.float64).reshape(-1, 3)[:, :2], kp,
-                   (float(instances[m]["area"]) + float(instances[k]["area"])) / 2, sigmas) <= thr
-               for m in keep):
-            keep.append(k)
-    return keep
 
 
 class COCODataset(RecordDataset):

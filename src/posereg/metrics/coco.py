@@ -18,6 +18,7 @@ from torchmetrics.utilities.data import dim_zero_cat
 
 from posereg.errors import ConfigError, DataError
 from posereg.metrics import batch as mb
+from posereg.metrics.oks import nms_per_image
 from posereg.skeletons import get_joint_set
 
 STAT_NAMES = ("coco_ap", "coco_ap50", "coco_ap75", "coco_ap_m", "coco_ap_l",
@@ -93,9 +94,13 @@ class CocoKeypointAP(Metric):
         sigmas: Sequence[float] | None = None,
         pixel_offset: float = 0.5,
         restrict_to_predicted_images: bool = False,
+        oks_nms_thr: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if oks_nms_thr is not None and not 0.0 < float(oks_nms_thr) <= 1.0:
+            raise ConfigError(f"CocoKeypointAP.oks_nms_thr={oks_nms_thr}: use a value in (0, 1] (0.9 as HRNet) or null")
+        self.oks_nms_thr = None if oks_nms_thr is None else float(oks_nms_thr)
         js = get_joint_set(joint_set)
         self.sigmas = tuple(sigmas) if sigmas is not None else js.oks_sigmas
         if self.sigmas is None or len(self.sigmas) != js.num_joints:
@@ -107,7 +112,7 @@ class CocoKeypointAP(Metric):
         self.pixel_offset = pixel_offset
         self.restrict = restrict_to_predicted_images
         self._coco_gt: COCO | None = None
-        for name in ("image_ids", "sample_ids", "keypoints", "kp_conf", "box_scores",
+        for name in ("image_ids", "sample_ids", "keypoints", "kp_conf", "box_scores", "pred_area",
                      "gt_keypoints", "gt_visible", "gt_area", "gt_bbox"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -122,6 +127,7 @@ class CocoKeypointAP(Metric):
         gt_mask: Tensor | None = None,
         area: Tensor | None = None,
         bbox: Tensor | None = None,
+        pred_area: Tensor | None = None,
     ) -> None:
         """Add (B,J,2) image-pixel predictions of images ``image_ids``; GT only without an ann_file."""
         b, j = pred.shape[:2]
@@ -135,6 +141,9 @@ class CocoKeypointAP(Metric):
         ones = torch.ones(b, j, dtype=torch.float64, device=dev)
         self.kp_conf.append(ones if conf is None else conf.detach().double().reshape(b, j))
         self.box_scores.append(ones[:, 0] if box_scores is None else box_scores.detach().double().reshape(b))
+        if self.oks_nms_thr is not None and pred_area is None:
+            raise ConfigError("CocoKeypointAP(oks_nms_thr=...) needs each prediction's box area (batch['area'])")
+        self.pred_area.append(ones[:, 0] if pred_area is None else pred_area.detach().double().reshape(b))
         if self.ann_file is None:
             if gt is None or area is None or bbox is None:
                 raise ConfigError("CocoKeypointAP without ann_file builds GT from batches: pass gt, area and bbox")
@@ -160,7 +169,7 @@ class CocoKeypointAP(Metric):
             kw = {"gt": mb.gt_2d_image(batch), "gt_mask": mb.mask_2d(batch),
                   "area": mb.require(batch, "area", "CocoKeypointAP"),
                   "bbox": mb.require(batch, "bbox", "CocoKeypointAP")}
-        self.update(pred, image_ids, preds.get("joint_conf"), box_scores, index, **kw)
+        self.update(pred, image_ids, preds.get("joint_conf"), box_scores, index, pred_area=batch.get("area"), **kw)
 
     def _order(self, sample_ids: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
         """Indices of the unique samples in a layout-independent order."""
@@ -194,10 +203,13 @@ class CocoKeypointAP(Metric):
         kp = dim_zero_cat(self.keypoints).cpu().numpy()[order] - self.pixel_offset
         conf = dim_zero_cat(self.kp_conf).cpu().numpy()[order]
         score = dim_zero_cat(self.box_scores).cpu().numpy()[order] * conf.mean(-1)
+        area = dim_zero_cat(self.pred_area).cpu().numpy()[order]
         img = img[order]
-        results = [{"image_id": int(img[k]), "category_id": 1, "score": float(score[k]),
+        results = [{"image_id": int(img[k]), "category_id": 1, "score": float(score[k]), "area": float(area[k]),
                     "keypoints": np.concatenate([kp[k], conf[k, :, None]], -1).reshape(-1).tolist()}
                    for k in range(len(order))]
+        if self.oks_nms_thr is not None:  # detection boxes: duplicates of one person are suppressed first
+            results = nms_per_image(results, self.oks_nms_thr, self.sigmas)
         if self.ann_file is None:
             coco_gt = self._gt_from_states(order)
         else:
