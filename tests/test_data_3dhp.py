@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
@@ -11,9 +9,10 @@ from posereg.data import mpi_inf_3dhp as hp
 from posereg.data.cameras import load_cameras
 from posereg.geometry import project
 from posereg.metrics.pck3d import subset_indices
+from posereg.paths import real_slices_dir
 from posereg.skeletons import get_joint_set
 
-SLICE = Path("/work/shared/data/real_slices/mpi_inf_3dhp")
+SLICE = real_slices_dir() / "mpi_inf_3dhp"
 TRAIN = {"ann_file": "test_3dhp_train.npz", "camera_file": "cameras_train.pkl", "image_dir": "."}
 TEST = {"ann_file": "test_3dhp_test.npz", "camera_file": "cameras_test.pkl", "image_dir": "."}
 

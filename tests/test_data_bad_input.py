@@ -13,8 +13,9 @@ import pytest
 
 from posereg.data import coco, h36m, mpii
 from posereg.errors import ConfigError, DataError
+from posereg.paths import real_slices_dir
 
-SLICES = Path("/work/shared/data/real_slices")
+SLICES = real_slices_dir()
 H36M_KW = {"ann_files": ["test_h36m_body3d.npz"], "camera_file": "cameras.pkl", "image_dir": ".",
            "subjects": ["S1", "S5", "S7", "S8"], "eval_step": 1}
 

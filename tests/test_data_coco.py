@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,9 @@ from posereg.metrics import CocoKeypointAP
 from posereg.metrics.batch import gt_2d_image
 from posereg.metrics.coco import evaluate_keypoints, load_coco
 from posereg.metrics.oks import oks, oks_nms
+from posereg.paths import real_slices_dir
 
-SLICE = Path("/work/shared/data/real_slices/coco")
+SLICE = real_slices_dir() / "coco"
 ANN = SLICE / "test_coco.json"
 KW = {"ann_file": "test_coco.json", "image_dir": ".", "input_size": 32}
 GT = json.loads(ANN.read_text())

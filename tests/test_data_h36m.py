@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,10 +9,9 @@ from posereg.data import h36m
 from posereg.data.cameras import get_camera, load_cameras
 from posereg.geometry import apply_affine, invert_affine, project
 from posereg.metrics.mpjpe import action_key
+from posereg.paths import real_slices_dir
 
-SLICE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_slices" / "h36m"
-if not SLICE.is_dir():
-    SLICE = Path("/work/shared/data/real_slices/h36m")
+SLICE = real_slices_dir() / "h36m"
 SUBJECTS = ["S1", "S5", "S7", "S8"]
 KW = {"ann_files": ["test_h36m_body3d.npz"], "camera_file": "cameras.pkl", "image_dir": ".", "subjects": SUBJECTS,
       "eval_step": 1}

@@ -15,8 +15,9 @@ from posereg.data import mpii
 from posereg.errors import ConfigError
 from posereg.metrics import PCKh
 from posereg.metrics.batch import gt_2d_image, head_size_image
+from posereg.paths import real_slices_dir
 
-SLICE = Path("/work/shared/data/real_slices/mpii")
+SLICE = real_slices_dir() / "mpii"
 KW = {"ann_file": "test_mpii.json", "image_dir": str(SLICE), "input_size": 64}
 RAW = json.loads((SLICE / "test_mpii.json").read_text())
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,9 @@ from pycocotools.cocoeval import COCOeval
 
 from posereg.errors import DataError
 from posereg.metrics import COCO_STAT_NAMES, CocoKeypointAP
+from posereg.paths import real_slices_dir
 
-ANN = Path(__file__).resolve().parents[2] / "shared/data/real_slices/coco/test_coco.json"
+ANN = real_slices_dir() / "coco" / "test_coco.json"
 pytestmark = pytest.mark.skipif(not ANN.is_file(), reason="real COCO slice not present")
 
 

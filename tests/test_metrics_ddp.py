@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from posereg.metrics import MPJPE, CocoKeypointAP, PCKh
+from posereg.paths import real_slices_dir
 
-ANN = Path(__file__).resolve().parents[2] / "shared/data/real_slices/coco/test_coco.json"
+ANN = real_slices_dir() / "coco" / "test_coco.json"
 
 
 def _data() -> dict:
