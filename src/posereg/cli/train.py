@@ -37,14 +37,16 @@ def build_callbacks(cfg: DictConfig, run: RunDir, monitor: str | None, mode: str
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     cb_cfg = cfg.callbacks
-    # last.ckpt: a top-1 checkpoint without monitor is "the latest" (save_last alone only writes it when
-    # another checkpoint was saved in the same step, i.e. never for a run without best.ckpt)
-    last_every_epoch = ModelCheckpoint(
-        dirpath=str(run.checkpoint_dir), filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False
-    )
+
+    def last_checkpoint(**trigger: int) -> ModelCheckpoint:
+        # a top-1 checkpoint without monitor is "the latest"; save_last alone only writes last.ckpt when
+        # another checkpoint was saved in the same step, i.e. never for a run without best.ckpt
+        return ModelCheckpoint(dirpath=str(run.checkpoint_dir), filename="last", save_top_k=1,
+                               enable_version_counter=False, **trigger)
+
     callbacks: list[pl.Callback] = [
         BatchPositionTracker(),  # first: an interruption in a later callback still sees the position
-        last_every_epoch,
+        last_checkpoint(every_n_epochs=1),
         NanGuard(),
         InterruptCheckpoint(run.last_ckpt),
         RngState(),
@@ -52,15 +54,7 @@ def build_callbacks(cfg: DictConfig, run: RunDir, monitor: str | None, mode: str
         LearningRateMonitor(logging_interval="epoch"),
     ]
     if cb_cfg.get("checkpoint_every_n_steps"):
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=str(run.checkpoint_dir),
-                filename="last",
-                save_top_k=1,
-                every_n_train_steps=int(cb_cfg.checkpoint_every_n_steps),
-                enable_version_counter=False,
-            )
-        )
+        callbacks.append(last_checkpoint(every_n_train_steps=int(cb_cfg.checkpoint_every_n_steps)))
     if monitor and cb_cfg.get("save_best", True):
         callbacks.append(
             ModelCheckpoint(
