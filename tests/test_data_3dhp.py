@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
 from PIL import Image
+from torch.utils.data import default_collate
 
+from conftest import compose_config
 from posereg.data import mpi_inf_3dhp as hp
 from posereg.data.cameras import load_cameras
 from posereg.geometry import project
@@ -59,3 +64,28 @@ def test_test_split_and_invisible_joints():
     order = hp.npz_to_h36m17()
     np.testing.assert_array_equal(recs[1].visible_3d, raw["S"][1][order, 3])
     assert recs[1].visible_3d.sum() == 15
+
+
+def test_config_metrics_report_one_mpjpe_on_the_14_joints():
+    # pck3d and MPJPE both report `mpjpe`; Lightning averages two logs of one name, so they must agree
+    cfg = compose_config(["data=mpi_inf_3dhp", f"data.root={SLICE}"])
+    metrics = {name: instantiate(spec) for name, spec in cfg.data.metrics.items()}
+    ds = hp.MPIINF3DHPDataset(SLICE, split="test", input_size=64, **TEST)
+    batch = default_collate([ds[i] for i in range(len(ds))])
+    gt = batch["joints_3d"].double()
+    pred = gt + torch.from_numpy(np.random.default_rng(0).normal(0, 80, size=gt.shape))
+    out = {}
+    for name, metric in metrics.items():
+        metric.update_from_batch({"joints_3d_cam": pred}, batch)
+        out[name] = {k: float(v) for k, v in metric.compute().items()}
+    shared = set(out["pck3d"]) & set(out["mpjpe"])
+    assert shared == {"mpjpe"}
+    # by hand: root-aligned error over the official 14 joints that carry a 3D label
+    idx = subset_indices("h36m17")
+    p, g = (pred - pred[:, :1]).numpy()[:, idx], (gt - gt[:, :1]).numpy()[:, idx]
+    mask = batch["weights"][:, idx, 2].numpy() > 0
+    assert mask.sum() == 26  # TS2 lacks two of the 14 labels
+    expect = np.linalg.norm(p - g, axis=-1)[mask].mean()
+    assert 50.0 < expect < 200.0
+    assert out["pck3d"]["mpjpe"] == pytest.approx(expect, rel=1e-6)
+    assert out["mpjpe"]["mpjpe"] == pytest.approx(expect, rel=1e-6)

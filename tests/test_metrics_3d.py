@@ -143,3 +143,24 @@ def test_mpjpe_joint_subset_ignores_other_joints():
     subset.update(pred, gt)
     assert abs(float(full.compute()["mpjpe"]) - (500.0 + 36.0) / 18) < 1e-9
     assert abs(float(subset.compute()["mpjpe"]) - 36.0 / 17) < 1e-9
+
+
+def test_unlabelled_frames_with_non_finite_predictions_are_skipped():
+    # a 2D-only sample (MPII in a Human3.6M + MPII batch) has no camera: its 3D prediction is nan/inf
+    gt = _poses(b=3, seed=6)
+    pred = gt + torch.from_numpy(np.random.default_rng(7).normal(0, 30, size=gt.shape))
+    pred[1] = float("nan")
+    pred[2, :, 0] = float("inf")
+    weights = torch.ones(3, 17, 3, dtype=torch.float64)
+    weights[1:, :, 2] = 0  # frames 1 and 2: no 3D label
+    batch = {"joints_3d": gt, "weights": weights, "meta": {"action": ["Walking"] * 3}}
+    first = {"joints_3d": gt[:1], "weights": weights[:1], "meta": {"action": ["Walking"]}}
+    for make in (MPJPE, PCK3D):
+        mixed, clean = make(), make()
+        mixed.update_from_batch({"joints_3d_cam": pred}, batch)
+        clean.update_from_batch({"joints_3d_cam": pred[:1]}, first)
+        got, want = mixed.compute(), clean.compute()
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            assert math.isfinite(float(got[key])), (make.__name__, key)
+            assert float(got[key]) == pytest.approx(float(value), rel=1e-12), (make.__name__, key)

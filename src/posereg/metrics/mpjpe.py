@@ -101,6 +101,8 @@ class MPJPE(Metric):
             m = m & keep
         if not self.include_root:
             m[:, self.root_index] = False
+        # 2D-only samples of a 3D model decode to non-finite camera coords (no camera); 0 * nan is nan
+        pred, gt = pred.masked_fill(~m[..., None], 0.0), gt.masked_fill(~m[..., None], 0.0)
         w = m.double()
         err = (joint_errors(pred, gt) * w).sum(1)
         pa = (joint_errors(procrustes_align(pred, gt, m, self.pa_scale), gt) * w).sum(1)

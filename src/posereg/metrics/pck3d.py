@@ -74,6 +74,8 @@ class PCK3D(Metric):
             m = m & m[:, self.root_index : self.root_index + 1]
         idx = self.joints
         p, g, m = pred[:, idx], gt[:, idx], m[:, idx]
+        # masked joints may hold non-finite values (2D-only samples have no camera); 0 * nan is nan
+        p, g = p.masked_fill(~m[..., None], 0.0), g.masked_fill(~m[..., None], 0.0)
         c, t = pck3d_counts(p, g, m, (self.threshold,) + self.auc_thresholds)
         self.correct += c
         self.count += t
