@@ -225,3 +225,13 @@ def test_wandb_offline_run_id_is_reused_on_resume(make_cfg, tmp_path, monkeypatc
     offline = sorted((run.path / "wandb").glob("offline-run-*"))
     assert offline and all(p.name.endswith(run_id) for p in offline)
     assert run.read_status()["status"] == "done" and run.read_status()["attempts"] == 2
+
+
+def test_two_metrics_reporting_one_name_fail_instead_of_being_averaged(make_cfg, tmp_path, capsys):
+    cfg = make_cfg("data=synth3d", "+data.metrics.twin._target_=posereg.metrics.MPJPE")
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(SystemExit) as exc:
+        _run(cfg, run.path)
+    assert exc.value.code == 2
+    assert run.read_status()["status"] == "failed"
+    assert "data.metrics.twin and data.metrics.mpjpe both report 'mpjpe'" in capsys.readouterr().out.replace("\n", "")

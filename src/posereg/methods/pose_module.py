@@ -177,8 +177,14 @@ class PoseModule(L.LightningModule):
             suffixes = [""] if i == self.cut_index else []
             if self.cut_all:
                 suffixes.append(f"@{self.output_names[i]}")
-            for metric in self.metrics[stage][f"o{i}"].values():
+            seen: dict[str, str] = {}
+            for metric_name, metric in self.metrics[stage][f"o{i}"].items():
                 for key, value in metric.compute().items():
+                    # Lightning would silently average two metrics logging one name
+                    if key in seen:
+                        raise ConfigError(f"data.metrics.{metric_name} and data.metrics.{seen[key]} both report "
+                                          f"{key!r}: rename or drop one of them")
+                    seen[key] = metric_name
                     for suffix in suffixes:
                         if _is_logged_scalar(key, value):
                             self.log(f"{stage}/{key}{suffix}", float(value), sync_dist=True)

@@ -35,7 +35,7 @@ class PCK3D(Metric):
 
     * ``pck3d``: fraction of evaluated joints with error ``< threshold`` (150 mm);
     * ``auc3d``: mean PCK3D over 0, 5, ..., 150 mm (31 thresholds);
-    * ``mpjpe``: mean error over the same joints.
+    * ``mpjpe``: mean error over the same joints (``report_mpjpe=False`` leaves it to an MPJPE metric).
     Evaluated joints: the 3DHP 14-joint subset found by name in ``joint_set`` unless ``joints`` is given.
     Root alignment on ``root_index`` (skip with ``root_aligned=True``); mask ``weights[..., 2] > 0``.
     """
@@ -52,9 +52,11 @@ class PCK3D(Metric):
         auc_thresholds: Sequence[float] = CURVE_THRESHOLDS_3D,
         root_index: int = 0,
         root_aligned: bool = False,
+        report_mpjpe: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.report_mpjpe = report_mpjpe
         self.joints = list(joints) if joints is not None else subset_indices(joint_set)
         self.auc_thresholds = tuple(float(t) for t in auc_thresholds)
         self.threshold = float(threshold)
@@ -87,11 +89,10 @@ class PCK3D(Metric):
         self.update(pred, mb.require(batch, "joints_3d", "PCK3D"), mb.mask_3d(batch))
 
     def compute(self) -> dict[str, Tensor]:
-        """pck3d, auc3d (percent) and mpjpe (mm) on the evaluated joints."""
+        """pck3d, auc3d (percent) and, unless report_mpjpe=False, mpjpe (mm) on the evaluated joints."""
         pct = ratio_percent(self.correct, self.count.expand_as(self.correct))
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.count.device)
-        return {
-            "pck3d": pct[0],
-            "auc3d": pct[1:].mean(),
-            "mpjpe": torch.where(self.count > 0, self.err_sum / self.count.clamp_min(1), nan),
-        }
+        out = {"pck3d": pct[0], "auc3d": pct[1:].mean()}
+        if self.report_mpjpe:
+            out["mpjpe"] = torch.where(self.count > 0, self.err_sum / self.count.clamp_min(1), nan)
+        return out
