@@ -8,7 +8,8 @@ Every dataset (SynthPose and the real adapters) goes through the same steps:
    flip_index, joints_3d=..., camera=..., weights=...)`` warps the image with cv2 and moves every
    label with the same affine (rotation about the optical axis and X negation for 3D, see
    ``posereg.geometry``); joints outside the crop get x,y weight 0,
-4. ``Photometric(augment)(crop.image, rng)`` applies albumentations' photometric / occlusion ops,
+4. ``Photometric(augment)(crop.image, rng)`` applies the photometric / occlusion ops (albumentations'
+   distributions, a fused lookup table for the pointwise ones),
 5. ``map_labels`` moves the labels into the configured joint set; ``to_tensor_image`` normalizes.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -178,49 +180,158 @@ def crop_sample(image: np.ndarray, joints_2d: np.ndarray, center: Any, size: Any
     return crop
 
 
+@dataclass
+class PhotometricDraw:
+    """One draw of the photometric augmentation: pointwise contrast/brightness and gain, then pixel operations."""
+
+    contrast_brightness: tuple[float, float] | None  # (alpha, beta): v -> v * alpha + beta
+    gain: np.ndarray | None  # (3,) float32 per-channel multiplier
+    blur: np.ndarray | None  # 1-D Gaussian kernel, applied separably
+    noise: np.ndarray | None  # HxWx3 float32 standard normals: additive noise times noise_std
+    noise_std: float  # in 0..255 units
+    dropout_seed: int | None  # seed of one CoarseDropout call
+
+    @property
+    def pointwise(self) -> bool:
+        """Anything to apply through a lookup table."""
+        return self.contrast_brightness is not None or self.gain is not None
+
+    @property
+    def pixel_ops(self) -> bool:
+        """Anything besides the pointwise part to apply."""
+        return self.blur is not None or self.noise is not None or self.dropout_seed is not None
+
+    def values(self, v: np.ndarray) -> np.ndarray:
+        """The pointwise part on uint8 pixel values held as float32 (..., 3), modified in place.
+
+        Float32 arithmetic, clipping and truncation to integers, like albucore's uint8 lookup tables.
+        """
+        if self.contrast_brightness is not None:
+            alpha, beta = self.contrast_brightness
+            v *= np.float32(alpha)
+            v += np.float32(beta)
+            np.trunc(np.clip(v, 0, 255, out=v), out=v)
+        if self.gain is not None:
+            v *= self.gain
+            np.trunc(np.clip(v, 0, 255, out=v), out=v)
+        return v
+
+
+def identity_values() -> np.ndarray:
+    """(256, 3) float32: every uint8 value of every channel, the start of a chain of pointwise maps."""
+    return _IDENTITY.copy()
+
+
+def apply_values(image: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A pointwise map given as (256, 3) integer-valued float32 values applied to a uint8 HxWx3 image."""
+    return cv2.LUT(image, values.astype(np.uint8).reshape(256, 1, 3))
+
+
+_IDENTITY = np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)
+
+
+def gaussian_kernel_1d(sigma: float, ksize: int) -> np.ndarray:
+    """Normalized 1-D Gaussian of odd size ksize (albumentations' / PIL's kernel)."""
+    x = np.arange(-(ksize // 2), ksize // 2 + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+@lru_cache(maxsize=8)
+def _noise_field(h: int, w: int) -> np.ndarray:
+    """A fixed (2h, 2w, 3) float32 field of standard normals (the same in every process)."""
+    return np.random.default_rng(20_240_531).standard_normal((2 * h, 2 * w, 3), dtype=np.float32)
+
+
 class Photometric:
-    """albumentations photometric + occlusion pipeline, seeded per sample for determinism."""
+    """Photometric + occlusion augmentation with the parameter distributions of albumentations' ops.
+
+    Brightness/contrast (RandomBrightnessContrast, by max) and the per-channel gain
+    (MultiplicativeNoise, per channel, not elementwise) are pointwise, so they run as one lookup
+    table; GaussianBlur and GaussNoise follow albumentations' formulas; CoarseDropout runs through
+    albumentations itself. Everything is drawn from the per-sample rng, so the result depends only
+    on the image and rng.
+    """
 
     def __init__(self, aug: AugmentConfig) -> None:
-        import albumentations as A
-
-        ops = [
-            A.RandomBrightnessContrast(brightness_limit=aug.brightness, contrast_limit=aug.contrast,
-                                       p=aug.photometric_prob),
-            A.MultiplicativeNoise(multiplier=tuple(aug.gain), per_channel=True, elementwise=False,
-                                  p=aug.photometric_prob),
-        ]
-        if aug.blur_prob > 0:
-            ops.append(A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=aug.blur_prob))
-        if aug.noise_prob > 0:
-            ops.append(A.GaussNoise(std_range=(0.01, 0.05), p=aug.noise_prob))
+        self.aug = aug
+        self.dropout = None
         if aug.occlusion_prob > 0:
-            ops.append(A.CoarseDropout(num_holes_range=tuple(aug.occlusion_holes),
-                                       hole_height_range=tuple(aug.occlusion_size),
-                                       hole_width_range=tuple(aug.occlusion_size), fill="random_uniform",
-                                       p=aug.occlusion_prob))
-        self.compose = A.Compose(ops)
+            import albumentations as A
+
+            self.dropout = A.Compose([A.CoarseDropout(
+                num_holes_range=tuple(aug.occlusion_holes), hole_height_range=tuple(aug.occlusion_size),
+                hole_width_range=tuple(aug.occlusion_size), fill="random_uniform", p=1.0)])
+
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> PhotometricDraw:
+        """The random parameters for one image of ``shape`` (H, W, 3)."""
+        a = self.aug
+        cb = gain = blur = noise = seed = None
+        std = 0.0
+        if rng.random() < a.photometric_prob:
+            cb = (1.0 + rng.uniform(-a.contrast, a.contrast), 255.0 * rng.uniform(-a.brightness, a.brightness))
+        if rng.random() < a.photometric_prob:
+            gain = np.array([rng.uniform(*a.gain) for _ in range(3)], dtype=np.float32)
+        if a.blur_prob > 0 and rng.random() < a.blur_prob:
+            sigma = rng.uniform(0.3, 1.2)
+            ksize = int(rng.integers(3, 6))  # 3..5, an even size grows to the next odd one
+            blur = gaussian_kernel_1d(sigma, ksize | 1)
+        if a.noise_prob > 0 and rng.random() < a.noise_prob:
+            std = 255.0 * rng.uniform(0.01, 0.05)
+            # a window of a fixed i.i.d. N(0, 1) field at a random offset: i.i.d. per pixel like
+            # GaussNoise's map, without drawing H*W*3 normals per image
+            h, w = shape[:2]
+            oy, ox = int(rng.integers(0, h)), int(rng.integers(0, w))
+            noise = _noise_field(h, w)[oy:oy + h, ox:ox + w]
+        if self.dropout is not None and rng.random() < a.occlusion_prob:
+            seed = int(rng.integers(2**31 - 1))
+        return PhotometricDraw(contrast_brightness=cb, gain=gain, blur=blur, noise=noise, noise_std=std,
+                               dropout_seed=seed)
+
+    def apply_pixels(self, image: np.ndarray, d: PhotometricDraw) -> np.ndarray:
+        """Blur, noise and dropout of a draw (not its pointwise part) on a uint8 HxWx3 image."""
+        if d.blur is not None:
+            image = cv2.sepFilter2D(image, -1, d.blur, d.blur)
+        if d.noise is not None:  # rounded and saturated to uint8
+            image = cv2.addWeighted(image, 1.0, d.noise, d.noise_std, 0.0, dtype=cv2.CV_8U)
+        if d.dropout_seed is not None and self.dropout is not None:
+            # one shared generator pair: cheaper than set_random_seed, which builds two per transform
+            self.dropout.set_random_state(np.random.default_rng(d.dropout_seed), random.Random(d.dropout_seed))
+            image = self.dropout(image=np.ascontiguousarray(image))["image"]
+        return image
+
+    def apply(self, image: np.ndarray, d: PhotometricDraw) -> np.ndarray:
+        """A draw applied to a uint8 HxWx3 image."""
+        if d.pointwise:
+            image = apply_values(image, d.values(identity_values()))
+        return self.apply_pixels(image, d) if d.pixel_ops else image
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augmented copy of a uint8 HxWx3 image; the result depends only on the image and rng."""
-        seed = int(rng.integers(2**31 - 1))
-        # one shared generator pair: cheaper than set_random_seed, which builds two per transform
-        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
-        return self.compose(image=image)["image"]
+        return self.apply(image, self.draw(rng, image.shape))
 
 
-_NORM_SCALE = (1.0 / (255.0 * IMAGENET_STD)).reshape(3, 1, 1).astype(np.float32)
-_NORM_SHIFT = (-IMAGENET_MEAN / IMAGENET_STD).reshape(3, 1, 1).astype(np.float32)
+_NORM_SCALE = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)
+_NORM_SHIFT = (-IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)
+_NORM_TABLE = np.ascontiguousarray((_IDENTITY * _NORM_SCALE + _NORM_SHIFT).T)  # (3, 256)
 
 
-def to_tensor_image(image: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
-    """uint8 HxWx3 RGB (+ optional additive float noise 3xHxW in 0..255 units) -> normalized float32 3xHxW."""
-    x = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32)
-    if noise is not None:
-        x += noise
-    x *= _NORM_SCALE
-    x += _NORM_SHIFT
-    return x
+def to_tensor_image(image: np.ndarray, noise: np.ndarray | None = None, values: np.ndarray | None = None,
+                    noise_scale: float = 1.0) -> np.ndarray:
+    """uint8 HxWx3 RGB -> normalized float32 3xHxW, in one lookup pass per channel.
+
+    ``values`` (256, 3), a pointwise map of the uint8 values (see ``PhotometricDraw.values``), is
+    applied first, fused into the normalization table; ``noise`` (3xHxW, 0..255 units, times
+    ``noise_scale``) is added before normalizing.
+    """
+    table = _NORM_TABLE if values is None else (values * _NORM_SCALE + _NORM_SHIFT).T.copy()
+    h, w = image.shape[:2]
+    out = np.empty((3, h, w), dtype=np.float32)
+    for c, plane in enumerate(cv2.split(image)):
+        cv2.LUT(plane, table[c], dst=out[c])
+        if noise is not None:
+            cv2.scaleAdd(noise[c], float(noise_scale * _NORM_SCALE[c]), out[c], dst=out[c])
+    return out
 
 
 def denormalize_image(image: Any) -> np.ndarray:

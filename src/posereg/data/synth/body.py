@@ -2,6 +2,9 @@
 
 Body frame: x = the subject's left, y = up, z = forward (the way the subject faces), millimetres,
 pelvis at the origin. Joints follow ``h36m18`` (H36M-17 in Sun's order + thorax = mean of shoulders).
+Forward kinematics is written as two tables: the joint rotations (``_ROTATIONS``, multiplied along
+the chains root -> hips -> knees, root -> spine -> chest -> head / shoulders -> elbows) and the body
+as vectors in those frames (``_VECTORS``), so one pose costs a handful of batched array operations.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from posereg.data.synth.poses import IDX, angles_vector
 
 # Joint indices (h36m18).
 PELVIS, R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE, SPINE, NECK, NOSE, HEAD = range(11)
@@ -59,6 +64,11 @@ class Appearance:
     shorts: bool
 
 
+RADII_KEYS = ("upper_arm", "forearm", "thigh", "shin", "torso", "neck", "head", "hand", "foot", "foot_length",
+              "hand_length")
+PALETTE_KEYS = ("skin", "hair", "shirt", "shirt_front", "pants", "shoes")
+
+
 @dataclass(frozen=True)
 class Subject:
     """A fixed set of proportions (bone lengths, limb thickness) and a fixed appearance."""
@@ -68,31 +78,42 @@ class Subject:
     appearance: Appearance
     ident: int = -1
     radii: dict[str, float] = field(default_factory=dict)
+    # derived once per subject: the lengths forward_kinematics scales its unit vectors with, the radii
+    # in RADII_KEYS order and the colours in PALETTE_KEYS order, as arrays
+    fk_lengths: np.ndarray = field(init=False, repr=False, compare=False)
+    radii_mm: np.ndarray = field(init=False, repr=False, compare=False)
+    palette: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        sizes = np.array([self.bones[k] for k in BONE_TEMPLATE] + [self.radii[k] for k in RADII_KEYS])
+        object.__setattr__(self, "fk_lengths", sizes[_FK_SIZE_INDEX] * _FK_SIZE_FACTOR)
+        object.__setattr__(self, "radii_mm", sizes[len(BONE_TEMPLATE):])
+        object.__setattr__(self, "palette", np.array([getattr(self.appearance, k) for k in PALETTE_KEYS]))
 
 
-_SKIN = np.array([[255, 224, 196], [241, 194, 150], [224, 172, 105], [198, 134, 66], [141, 85, 36],
-                  [92, 56, 30]], dtype=np.float64)
-
-
-def _colour(rng: np.random.Generator, lo: int = 20, hi: int = 235) -> tuple[int, int, int]:
-    return int(rng.integers(lo, hi)), int(rng.integers(lo, hi)), int(rng.integers(lo, hi))
+_SKIN = ((255, 224, 196), (241, 194, 150), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 56, 30))
+# integer colour channels drawn per subject, each in [low, high): hair, shirt, pants, shoes
+_COLOUR_RANGES = ((10, 120), (20, 235), (15, 200), (5, 90))
+_N_SUBJECT_DRAWS = 1 + len(BONE_TEMPLATE) + 2 + 12 + 6 + 2
 
 
 def sample_subject(rng: np.random.Generator, cfg: BodyConfig, ident: int = -1) -> Subject:
     """Draw proportions within cfg's ranges and a clothing/skin appearance."""
-    hs = rng.uniform(*cfg.height_scale)
-    bones = {b: t * hs * (1 + rng.uniform(-cfg.bone_jitter, cfg.bone_jitter)) for b, t in BONE_TEMPLATE.items()}
-    build = float(rng.uniform(*cfg.build))
-    k = rng.uniform(0, len(_SKIN) - 1)
+    u = iter(rng.random(_N_SUBJECT_DRAWS).tolist())  # one block draw; python floats from here on
+    lo, hi = cfg.height_scale
+    hs = lo + (hi - lo) * next(u)
+    j = cfg.bone_jitter
+    bones = {b: t * hs * (1 + j * (2 * next(u) - 1)) for b, t in BONE_TEMPLATE.items()}
+    build = cfg.build[0] + (cfg.build[1] - cfg.build[0]) * next(u)
+    k = (len(_SKIN) - 1) * next(u)
     i = int(k)
-    skin = _SKIN[i] * (1 - (k - i)) + _SKIN[min(i + 1, len(_SKIN) - 1)] * (k - i)
-    shirt = _colour(rng)
-    front = tuple(int(np.clip(c + rng.choice([-1, 1]) * rng.uniform(60, 110), 0, 255)) for c in shirt)
-    app = Appearance(
-        skin=(int(skin[0]), int(skin[1]), int(skin[2])), hair=_colour(rng, 10, 120), shirt=shirt,
-        shirt_front=front, pants=_colour(rng, 15, 200), shoes=_colour(rng, 5, 90),
-        long_sleeves=bool(rng.random() < 0.6), shorts=bool(rng.random() < 0.25),
-    )
+    lo_skin, hi_skin = _SKIN[i], _SKIN[min(i + 1, len(_SKIN) - 1)]
+    skin = tuple(int(a * (1 - (k - i)) + b * (k - i)) for a, b in zip(lo_skin, hi_skin, strict=True))
+    hair, shirt, pants, shoes = (tuple(lo + int(next(u) * (hi - lo)) for _ in range(3)) for lo, hi in _COLOUR_RANGES)
+    signs = [-1.0 if next(u) < 0.5 else 1.0 for _ in range(3)]
+    front = tuple(int(min(255.0, max(0.0, c + s * (60 + 50 * next(u))))) for c, s in zip(shirt, signs, strict=True))
+    app = Appearance(skin=skin, hair=hair, shirt=shirt, shirt_front=front, pants=pants, shoes=shoes,
+                     long_sleeves=next(u) < 0.6, shorts=next(u) < 0.25)
     radii = {"upper_arm": 46.0 * build, "forearm": 38.0 * build, "thigh": 72.0 * build, "shin": 52.0 * build,
              "torso": 120.0 * build, "neck": 45.0 * build, "head": 102.0 * hs, "hand": 42.0, "foot": 45.0,
              "foot_length": 190.0 * hs, "hand_length": 95.0 * hs}
@@ -120,12 +141,18 @@ def rot_z(deg: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
+# Extra points after the 18 joints: foot and hand tips, head centre, face centre, chest front.
+R_TOE, L_TOE, R_HAND, L_HAND, HEAD_C, FACE_C, CHEST_C = range(18, 25)
+NUM_POINTS = 25
+
 _DOWN = np.array([0.0, -1.0, 0.0])
 _UP = np.array([0.0, 1.0, 0.0])
+_FWD = np.array([0.0, 0.0, 1.0])
 _NOSE_DIR = np.array([0.0, 0.75, 0.66]) / np.linalg.norm([0.0, 0.75, 0.66])
 _TOP_DIR = np.array([0.0, 0.95, -0.3]) / np.linalg.norm([0.0, 0.95, -0.3])
 _SHO_DIR = np.array([1.0, -0.17, 0.0]) / np.linalg.norm([1.0, -0.17, 0.0])
 _HIP_DIR = np.array([1.0, -0.08, 0.0]) / np.linalg.norm([1.0, -0.08, 0.0])
+_MIRROR = np.array([-1.0, 1.0, 1.0])  # right side = left side mirrored in x
 
 
 @dataclass
@@ -138,37 +165,96 @@ class Posed:
     head_forward: np.ndarray
     chest_forward: np.ndarray
     root_rotation: np.ndarray
+    points: np.ndarray  # (NUM_POINTS,3): joints, toes, hands, head/face centre, chest front
 
 
-def forward_kinematics(subject: Subject, a: dict[str, float]) -> Posed:
-    """Joint positions from angles (degrees, keys of poses.ANGLE_LIMITS plus yaw/pitch/roll of the root)."""
-    b = subject.bones
-    J = np.zeros((NUM_JOINTS, 3))
-    R0 = rot_y(a["yaw"]) @ rot_x(a["pitch"]) @ rot_z(a["roll"])
-    toes, hands = np.zeros((2, 3)), np.zeros((2, 3))
-    for side, (hip, knee, ankle), sign in (("r", (R_HIP, R_KNEE, R_ANKLE), -1.0), ("l", (L_HIP, L_KNEE, L_ANKLE), 1.0)):
-        J[hip] = R0 @ (_HIP_DIR * np.array([sign, 1.0, 1.0])) * b["hip"]
-        Rh = R0 @ rot_z(sign * a[f"{side}_hip_abd"]) @ rot_x(-a[f"{side}_hip_flex"])
-        Rh = Rh @ rot_y(sign * a[f"{side}_hip_rot"])
-        J[knee] = J[hip] + Rh @ _DOWN * b["thigh"]
-        Rk = Rh @ rot_x(a[f"{side}_knee"])
-        J[ankle] = J[knee] + Rk @ _DOWN * b["shin"]
-        toes[0 if side == "r" else 1] = J[ankle] + Rk @ rot_x(-80.0) @ _DOWN * subject.radii["foot_length"]
-    Rs = R0 @ rot_y(a["spine_twist"]) @ rot_z(a["spine_lat"]) @ rot_x(a["spine_bend"])
-    J[SPINE] = Rs @ _UP * b["lower_spine"]
-    Rc = Rs @ rot_x(a["chest_bend"])
-    J[NECK] = J[SPINE] + Rc @ _UP * b["upper_spine"]
-    Rhd = Rc @ rot_y(a["head_yaw"]) @ rot_z(a["head_lat"]) @ rot_x(a["head_pitch"])
-    J[NOSE] = J[NECK] + Rhd @ _NOSE_DIR * b["neck_nose"]
-    J[HEAD] = J[NOSE] + Rhd @ _TOP_DIR * b["nose_head"]
-    for side, (sho, elb, wri), sign in (("r", (R_SHO, R_ELB, R_WRI), -1.0), ("l", (L_SHO, L_ELB, L_WRI), 1.0)):
-        J[sho] = J[NECK] + Rc @ (_SHO_DIR * np.array([sign, 1.0, 1.0])) * b["shoulder"]
-        Ra = Rc @ rot_z(sign * a[f"{side}_sho_abd"]) @ rot_x(-a[f"{side}_sho_flex"])
-        Ra = Ra @ rot_y(sign * a[f"{side}_sho_rot"])
-        J[elb] = J[sho] + Ra @ _DOWN * b["upper_arm"]
-        Re = Ra @ rot_x(-a[f"{side}_elbow"])
-        J[wri] = J[elb] + Re @ _DOWN * b["forearm"]
-        hands[0 if side == "r" else 1] = J[wri] + Re @ _DOWN * subject.radii["hand_length"]
-    J[THORAX] = (J[L_SHO] + J[R_SHO]) / 2
-    fwd = np.array([0.0, 0.0, 1.0])
-    return Posed(joints=J, toes=toes, hands=hands, head_forward=Rhd @ fwd, chest_forward=Rc @ fwd, root_rotation=R0)
+# Elementary rotations of forward_kinematics: (axis, angle name, sign). The first 21 form seven chains
+# of three (rows k, k+7, k+14 multiply left to right): root, spine, r/l hip, head, r/l shoulder;
+# the last five are single hinges: chest, r/l knee, r/l elbow.
+_ROTATIONS = (
+    ("y", "yaw", 1), ("y", "spine_twist", 1), ("z", "r_hip_abd", -1), ("z", "l_hip_abd", 1),
+    ("y", "head_yaw", 1), ("z", "r_sho_abd", -1), ("z", "l_sho_abd", 1),
+    ("x", "pitch", 1), ("z", "spine_lat", 1), ("x", "r_hip_flex", -1), ("x", "l_hip_flex", -1),
+    ("z", "head_lat", 1), ("x", "r_sho_flex", -1), ("x", "l_sho_flex", -1),
+    ("z", "roll", 1), ("x", "spine_bend", 1), ("y", "r_hip_rot", -1), ("y", "l_hip_rot", 1),
+    ("x", "head_pitch", 1), ("y", "r_sho_rot", -1), ("y", "l_sho_rot", 1),
+    ("x", "chest_bend", 1), ("x", "r_knee", 1), ("x", "l_knee", 1), ("x", "r_elbow", -1), ("x", "l_elbow", -1),
+)
+# flat 3x3 positions of (1, cos, cos, sin, -sin) per axis, matching rot_x / rot_y / rot_z
+_AXIS_POS = {"x": (0, 4, 8, 7, 5), "y": (4, 0, 8, 2, 6), "z": (8, 0, 4, 3, 1)}
+_ROT_INDEX = np.array([IDX[r[1]] for r in _ROTATIONS])
+_ROT_SIGN = np.array([r[2] for r in _ROTATIONS], dtype=np.float64)
+_ROT_FLAT = [np.array([9 * i + _AXIS_POS[r[0]][k] for i, r in enumerate(_ROTATIONS)]) for k in range(5)]
+# Frames after forward_kinematics' products, in this order.
+(_F_ROOT, _F_SPINE, _F_RHIP, _F_LHIP, _F_CHEST, _F_RKNEE, _F_LKNEE, _F_HEAD, _F_RSHO, _F_LSHO, _F_RELB,
+ _F_LELB) = range(12)
+_TOE_DIR = rot_x(-80.0) @ _DOWN
+# (frame, unit vector in that frame, length key, factor, parent point or -1, child point): the body as
+# vectors from a parent point; length keys are bone names, or radii names times the factor.
+_VECTORS = (
+    (_F_ROOT, _HIP_DIR * _MIRROR, "hip", 1.0, PELVIS, R_HIP), (_F_RHIP, _DOWN, "thigh", 1.0, R_HIP, R_KNEE),
+    (_F_RKNEE, _DOWN, "shin", 1.0, R_KNEE, R_ANKLE), (_F_RKNEE, _TOE_DIR, "foot_length", 1.0, R_ANKLE, R_TOE),
+    (_F_ROOT, _HIP_DIR, "hip", 1.0, PELVIS, L_HIP), (_F_LHIP, _DOWN, "thigh", 1.0, L_HIP, L_KNEE),
+    (_F_LKNEE, _DOWN, "shin", 1.0, L_KNEE, L_ANKLE), (_F_LKNEE, _TOE_DIR, "foot_length", 1.0, L_ANKLE, L_TOE),
+    (_F_SPINE, _UP, "lower_spine", 1.0, PELVIS, SPINE), (_F_CHEST, _UP, "upper_spine", 1.0, SPINE, NECK),
+    (_F_HEAD, _NOSE_DIR, "neck_nose", 1.0, NECK, NOSE), (_F_HEAD, _TOP_DIR, "nose_head", 1.0, NOSE, HEAD),
+    (_F_CHEST, _SHO_DIR * _MIRROR, "shoulder", 1.0, NECK, R_SHO), (_F_RSHO, _DOWN, "upper_arm", 1.0, R_SHO, R_ELB),
+    (_F_RELB, _DOWN, "forearm", 1.0, R_ELB, R_WRI), (_F_RELB, _DOWN, "hand_length", 1.0, R_WRI, R_HAND),
+    (_F_CHEST, _SHO_DIR, "shoulder", 1.0, NECK, L_SHO), (_F_LSHO, _DOWN, "upper_arm", 1.0, L_SHO, L_ELB),
+    (_F_LELB, _DOWN, "forearm", 1.0, L_ELB, L_WRI), (_F_LELB, _DOWN, "hand_length", 1.0, L_WRI, L_HAND),
+    # head centre = nose-head midpoint pushed back, face centre = head centre pushed forward, chest front
+    (_F_HEAD, _FWD, "head", -0.3, -1, HEAD_C), (_F_HEAD, _FWD, "head", 0.25, -1, FACE_C),
+    (_F_CHEST, _FWD, "torso", 0.55, -1, CHEST_C),
+)
+# where each vector's length sits in [bones in BONE_TEMPLATE order, radii in RADII_KEYS order], and its factor
+_FK_SIZE_INDEX = np.array([list(BONE_TEMPLATE).index(v[2]) if v[2] in BONE_TEMPLATE
+                           else len(BONE_TEMPLATE) + RADII_KEYS.index(v[2]) for v in _VECTORS])
+_FK_SIZE_FACTOR = np.array([v[3] for v in _VECTORS])
+_VEC_FRAME = np.array([v[0] for v in _VECTORS])
+_VEC_DIR = np.stack([v[1] for v in _VECTORS])[:, :, None]
+
+
+def _point_weights() -> np.ndarray:
+    """(NUM_POINTS, vectors) matrix W with points = W @ vectors (the kinematic tree summed along each path)."""
+    W = np.zeros((NUM_POINTS, len(_VECTORS)))
+    for k, (_, _, _, _, parent, child) in enumerate(_VECTORS):
+        if parent >= 0:
+            W[child] = W[parent]
+        W[child, k] = 1.0
+    W[THORAX] = (W[L_SHO] + W[R_SHO]) / 2
+    W[HEAD_C] += (W[NOSE] + W[HEAD]) / 2
+    W[FACE_C] += (W[NOSE] + W[HEAD]) / 2
+    W[CHEST_C] += 0.65 * W[THORAX] + 0.35 * W[PELVIS]
+    return W
+
+
+_POINT_WEIGHTS = _point_weights()
+
+
+def _elementary_rotations(angles: np.ndarray) -> np.ndarray:
+    """(26,3,3) rotations of _ROTATIONS from an angle vector in poses.ANGLE_NAMES order (degrees)."""
+    t = np.radians(angles[_ROT_INDEX] * _ROT_SIGN)
+    c, s = np.cos(t), np.sin(t)
+    M = np.zeros(9 * len(_ROTATIONS))
+    M[_ROT_FLAT[0]] = 1.0
+    M[_ROT_FLAT[1]] = c
+    M[_ROT_FLAT[2]] = c
+    M[_ROT_FLAT[3]] = s
+    M[_ROT_FLAT[4]] = -s
+    return M.reshape(-1, 3, 3)
+
+
+def forward_kinematics(subject: Subject, a: dict[str, float] | np.ndarray) -> Posed:
+    """Joint positions from angles (degrees): a dict with the keys of poses.ANGLE_NAMES or a vector in that order."""
+    E = _elementary_rotations(angles_vector(a) if isinstance(a, dict) else np.asarray(a, dtype=np.float64))
+    P = E[0:7] @ E[7:14] @ E[14:21]  # root, spine, r/l hip, head, r/l shoulder (local chains)
+    X = P[0] @ P[1:4]  # spine, r/l hip in the body frame
+    Y = X @ E[21:24]  # chest, r/l knee
+    Z = Y[0] @ P[4:7]  # head, r/l shoulder
+    W = Z[1:3] @ E[24:26]  # r/l elbow
+    F = np.concatenate([P[:1], X, Y, Z, W])
+    vectors = (F[_VEC_FRAME] @ _VEC_DIR)[:, :, 0] * subject.fk_lengths[:, None]
+    pts = _POINT_WEIGHTS @ vectors
+    return Posed(joints=pts[:NUM_JOINTS], toes=pts[R_TOE:L_TOE + 1], hands=pts[R_HAND:L_HAND + 1],
+                 head_forward=F[_F_HEAD, :, 2], chest_forward=F[_F_CHEST, :, 2], root_rotation=F[_F_ROOT],
+                 points=pts)

@@ -3,34 +3,38 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from posereg.data.synth import body as B
 from posereg.data.synth import render as R
-from posereg.data.synth.poses import DEFAULT_FAMILY_WEIGHTS, sample_pose
-from posereg.data.synth.rng import BlockRng
+from posereg.data.synth.crop import SimilarityCrop
+from posereg.data.synth.poses import DEFAULT_FAMILY_WEIGHTS, sample_angles
+from posereg.data.synth.rng import BlockRng, IndexedStreams
 from posereg.data.transforms import (
     AugmentConfig,
     Photometric,
     apply_crop_params,
-    crop_labels,
+    apply_values,
+    identity_values,
     map_labels,
     sample_crop_params,
     to_tensor_image,
 )
 from posereg.errors import ConfigError
-from posereg.geometry import crop_transform, project
 from posereg.skeletons import check_mappable, get_joint_set, mapping_indices
 
 SPLITS = ("train", "val", "test")
 _RENDER_SET = "h36m18"
+_BODY_TO_CAMERA_SIGNS = np.array([1.0, -1.0, -1.0])  # rot_x(elevation) @ diag(1, -1, -1), column-wise
 
 
 @dataclass
@@ -101,6 +105,11 @@ def synth_config(variant: str, **overrides: Any) -> SynthConfig:
     return cfg
 
 
+def _project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """geometry.project for (N,3) points and one camera, without its batching logic."""
+    return points_cam[:, :2] * K[:2] / points_cam[:, 2:3] + K[2:]
+
+
 def _split_key(name: str) -> int:
     return zlib.crc32(name.encode())
 
@@ -129,13 +138,14 @@ class SynthPose(Dataset):
         # the split seed: global seed x (stream, split) through SeedSequence, see __getitem__
         self.split_seed = np.random.SeedSequence(entropy=self.seed,
                                                  spawn_key=(_split_key(stream or variant), _split_key(split)))
+        self._streams = IndexedStreams(self.split_seed)
         self.length = int(self.cfg.length.get(split, 0))
         self.subjects = None if self.cfg.subjects is None else list(self.cfg.subjects.get(split, []))
         if self.subjects is not None and not self.subjects:
             raise ConfigError(f"SynthPose: no subjects for split {split!r} in subjects={self.cfg.subjects}")
         self.body_cfg = B.BodyConfig(height_scale=self.cfg.height_scale, bone_jitter=self.cfg.bone_jitter)
         self._to_labels = np.asarray(mapping_indices(_RENDER_SET, self.cfg.labels))
-        self._flip_index = np.asarray(get_joint_set(_RENDER_SET).flip_index)
+        self._flip_to_labels = np.asarray(get_joint_set(_RENDER_SET).flip_index)[self._to_labels]
         self._noise_bank = np.random.default_rng(self.seed + 7919).normal(
             size=(3, 2 * self.input_size, 2 * self.input_size)).astype(np.float32)
 
@@ -156,10 +166,8 @@ class SynthPose(Dataset):
         return B.sample_subject(BlockRng(np.random.default_rng(ss)), self.body_cfg, ident)
 
     def rng(self, index: int) -> BlockRng:
-        """The generator of sample ``index``: a pure function of (split seed, index)."""
-        ss = self.split_seed
-        gen = np.random.default_rng(np.random.SeedSequence(entropy=ss.entropy, spawn_key=(*ss.spawn_key, index)))
-        return BlockRng(gen)
+        """The generator of sample ``index``: a pure function of (split seed, index), valid until the next call."""
+        return self._streams(index)
 
     def _camera(self, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
         c = self.cfg
@@ -167,14 +175,14 @@ class SynthPose(Dataset):
         w, h = c.image_size
         K = np.array([f, f, w / 2 + rng.uniform(-8, 8), h / 2 + rng.uniform(-8, 8)])
         d = rng.uniform(*c.distance)
-        target = np.array([rng.uniform(0.38, 0.62) * w, rng.uniform(0.4, 0.6) * h])
+        target = (rng.uniform(0.38, 0.62) * w, rng.uniform(0.4, 0.6) * h)
         T = np.array([(target[0] - K[2]) * d / f, (target[1] - K[3]) * d / f, d])
         return K, float(rng.uniform(*c.elevation)), T
 
     @staticmethod
     def _to_camera(points_body: np.ndarray, elevation: float, T: np.ndarray) -> np.ndarray:
         # body (x left, y up, z forward) facing the camera -> camera (x right, y down, z away)
-        R = B.rot_x(elevation) @ np.diag([1.0, -1.0, -1.0])
+        R = B.rot_x(elevation) * _BODY_TO_CAMERA_SIGNS
         return points_body @ R.T + T
 
     def _person(self, rng: np.random.Generator, subject: B.Subject | None = None
@@ -184,15 +192,16 @@ class SynthPose(Dataset):
                 subject = self.subject(int(self.subjects[int(rng.integers(len(self.subjects)))]))
             else:
                 subject = B.sample_subject(rng, self.body_cfg)
-        family, angles = sample_pose(rng, self.cfg.family_weights)
-        posed = B.forward_kinematics(subject, angles)
-        return subject, family, R.render_points(posed, subject)
+        family, angles = sample_angles(rng, self.cfg.family_weights)
+        return subject, family, B.forward_kinematics(subject, angles).points
 
     def _box(self, rng: np.random.Generator, uv: np.ndarray, head_r_px: float) -> tuple[np.ndarray, float, bool]:
-        lo = np.minimum(uv[:R.NUM_RENDER_POINTS - 3].min(0), uv[R.HEAD_C] - head_r_px)
-        hi = np.maximum(uv[:R.NUM_RENDER_POINTS - 3].max(0), uv[R.HEAD_C] + head_r_px)
-        center = (lo + hi) / 2
-        size = float((hi - lo).max() * rng.uniform(*self.cfg.margin))
+        x, y = uv[:R.HEAD_C, 0], uv[:R.HEAD_C, 1]  # joints, toes and hands, plus the head disc below
+        hx, hy = float(uv[R.HEAD_C, 0]), float(uv[R.HEAD_C, 1])
+        x0, x1 = min(float(x.min()), hx - head_r_px), max(float(x.max()), hx + head_r_px)
+        y0, y1 = min(float(y.min()), hy - head_r_px), max(float(y.max()), hy + head_r_px)
+        center = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        size = max(x1 - x0, y1 - y0) * rng.uniform(*self.cfg.margin)
         truncated = bool(rng.random() < self.cfg.truncation_rate)
         if truncated:  # move the box along one axis until a random extremity lies outside it
             k = int(rng.choice([B.R_ANKLE, B.L_ANKLE, B.R_WRI, B.L_WRI, B.HEAD, B.R_KNEE, B.L_KNEE]))
@@ -205,107 +214,125 @@ class SynthPose(Dataset):
         index = int(index)
         rng = self.rng(index)
         c = self.cfg
+        W = self.input_size
         subject, family, pts_body = self._person(rng)
         K_img, elev, T = self._camera(rng)
         pts_cam = self._to_camera(pts_body, elev, T)
-        uv_img = project(pts_cam, K_img)
+        uv_img = _project(pts_cam, K_img)
         head_r_img = subject.radii["head"] * K_img[0] / pts_cam[R.HEAD_C, 2]
         center, size, truncated = self._box(rng, uv_img, head_r_img)
         params = sample_crop_params(self.augment, rng)
         center, size = apply_crop_params(center, size, params)
-        A = crop_transform(center, size, self.input_size, params.rotation, params.flip)
-        crop = crop_labels(A, uv_img, self.input_size, joints_3d=pts_cam, camera=K_img)
-        uv, p3, K = crop.joints_2d, crop.joints_3d, crop.camera  # unflipped order, all render points
-        W = self.input_size
+        crop = SimilarityCrop.make(center, size, W, params.rotation, params.flip)
+        # unflipped order, all render points: the labels are flipped in _labels
+        uv, p3, K = crop.points_2d(uv_img), crop.points_3d(pts_cam), crop.camera(K_img)
         img = R.background(rng, W, W, c.clutter, c.texture_prob)
-        parts = R.person_parts(uv, p3[:, 2], K[0], subject, owner=0)
+        parts = [R.person_parts(uv, p3[:, 2], K[0], subject, owner=0)]
         limb_px = 45.0 * K[0] / T[2]
         if rng.random() < c.second_person_rate:
-            parts += self._second_person(rng, K_img, A, T)
+            parts.append(self._second_person(rng, K_img, crop, T))
         if rng.random() < c.distractor_rate:
             a = subject.appearance
-            parts += R.distractor_parts(rng, W, W, limb_px, [a.skin, a.pants, a.shirt, (200, 170, 140)],
-                                        c.distractor_front_prob, float(T[2]))
-        order = R.draw_parts(img, parts)
-        occluded = R.occluded_joints(uv, p3[:, 2], order)
+            parts.append(R.distractor_parts(rng, W, W, limb_px, [a.skin, a.pants, a.shirt, (200, 170, 140)],
+                                            c.distractor_front_prob, float(T[2])))
+        scene = R.Parts.concat(parts)
+        R.draw_parts(img, scene)
+        occluded = R.occluded_joints(uv, p3[:, 2], scene)
         has_occluder = bool(rng.random() < c.occluder_rate)
         if has_occluder:
-            inside = np.flatnonzero(crop.weights[:B.NUM_JOINTS, 0] > 0)
+            j = uv[:B.NUM_JOINTS]
+            inside = np.flatnonzero((j[:, 0] >= 0) & (j[:, 0] < W) & (j[:, 1] >= 0) & (j[:, 1] < W))
             target = int(inside[int(rng.integers(len(inside)))]) if len(inside) else B.PELVIS
             centre, radius = R.occluder(rng, img, uv[target], W * rng.uniform(0.15, 0.28))
             occluded |= np.linalg.norm(uv[:B.NUM_JOINTS] - centre, axis=1) < radius
-        img = self._appearance(rng, img)
-        if self.photometric is not None:
-            img = self.photometric(img, rng)
-        sigma = rng.uniform(0, c.noise)
-        oy, ox = rng.integers(0, W), rng.integers(0, W)
-        noise = self._noise_bank[:, oy:oy + W, ox:ox + W] * np.float32(sigma)
-        image = to_tensor_image(img, noise)
+        image = self._pixels(rng, img)
         return self._labels(index, image, uv, p3, K, crop, params.flip, occluded, subject, family, truncated,
                             head_r_img, uv_img, has_occluder)
 
-    def _appearance(self, rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-        import cv2
+    def _pixels(self, rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+        """Camera appearance (gain, blur), augmentation and sensor noise on the drawn image -> normalized CHW.
 
-        lo, hi = self.cfg.gain
-        k = rng.uniform(lo, hi)
-        g = [k * rng.uniform(0.93, 1.07) for _ in range(3)]
-        img = cv2.multiply(img, (g[0], g[1], g[2], 0.0))
-        if rng.random() < self.cfg.blur_prob:
-            img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.3, 1.1)))
-        return img
+        The pointwise steps are chained on the 256 pixel values and fused into the normalization, so
+        most samples cost one pass over the pixels; only blur, additive noise and dropout need their own.
+        """
+        c = self.cfg
+        k = rng.uniform(*c.gain)
+        gain = np.array([k * rng.uniform(0.93, 1.07) for _ in range(3)], dtype=np.float32)
+        values = identity_values()
+        values *= gain
+        np.clip(np.rint(values, out=values), 0, 255, out=values)  # cv2.multiply's rounding and saturation
+        if rng.random() < c.blur_prob:
+            img = cv2.GaussianBlur(apply_values(img, values), (0, 0), float(rng.uniform(0.3, 1.1)))
+            values = identity_values()
+        if self.photometric is not None:
+            draw = self.photometric.draw(rng, img.shape)
+            values = draw.values(values)
+            if draw.pixel_ops:
+                img = self.photometric.apply_pixels(apply_values(img, values), draw)
+                values = identity_values()
+        W = self.input_size
+        sigma = rng.uniform(0, c.noise)
+        oy, ox = rng.integers(0, W), rng.integers(0, W)
+        return to_tensor_image(img, self._noise_bank[:, oy:oy + W, ox:ox + W], values, sigma)
 
-    def _second_person(self, rng: np.random.Generator, K_img: np.ndarray, A: np.ndarray, T: np.ndarray) -> list:
+    def _second_person(self, rng: np.random.Generator, K_img: np.ndarray, crop: SimilarityCrop,
+                       T: np.ndarray) -> R.Parts:
         subject, _, pts_body = self._person(rng, B.sample_subject(rng, self.body_cfg))
         T2 = T.copy()
         T2[2] = T[2] + rng.uniform(-1200, 1500)
         T2[0] = T[0] + rng.choice([-1, 1]) * rng.uniform(450, 900) * T2[2] / T[2]
         pts_cam = self._to_camera(pts_body, float(rng.uniform(*self.cfg.elevation)), T2)
-        crop = crop_labels(A, project(pts_cam, K_img), self.input_size, joints_3d=pts_cam, camera=K_img)
-        return R.person_parts(crop.joints_2d, crop.joints_3d[:, 2], crop.camera[0], subject, owner=1)
+        uv, p3 = crop.points_2d(_project(pts_cam, K_img)), crop.points_3d(pts_cam)
+        return R.person_parts(uv, p3[:, 2], crop.scale * K_img[0], subject, owner=1)
 
-    def _labels(self, index: int, image: np.ndarray, uv: np.ndarray, p3: np.ndarray, K: np.ndarray, crop: Any,
-                flip: bool, occluded: np.ndarray, subject: B.Subject, family: str, truncated: bool,
-                head_r_img: float, uv_img: np.ndarray, has_occluder: bool) -> dict[str, Any]:
+    def _labels(self, index: int, image: np.ndarray, uv: np.ndarray, p3: np.ndarray, K: np.ndarray,
+                crop: SimilarityCrop, flip: bool, occluded: np.ndarray, subject: B.Subject, family: str,
+                truncated: bool, head_r_img: float, uv_img: np.ndarray, has_occluder: bool) -> dict[str, Any]:
         n = B.NUM_JOINTS
-        j2, j3, occ = uv[:n], p3[:n], occluded.copy()
-        if flip:  # the crop is mirrored: swap left/right labels (3D X is already negated by the crop)
-            j2, j3, occ = j2[self._flip_index], j3[self._flip_index], occ[self._flip_index]
-        W = self.input_size
-        inside = (j2[:, 0] >= 0) & (j2[:, 0] < W) & (j2[:, 1] >= 0) & (j2[:, 1] < W)
-        w = np.ones((n, 3))
-        w[~inside, :2] = 0.0
+        # the render set's joints -> the variant's label set, left/right swapped when the crop is mirrored
+        # (3D X is already negated by the crop)
+        li = self._flip_to_labels if flip else self._to_labels
+        j2, j3, occ = uv[li], p3[li], occluded[li]
+        inside = ((j2 >= 0) & (j2 < self.input_size)).all(axis=1)
         if self.cfg.occlusion_rule == "drop":
-            w[occ, :2] = 0.0
-        if self.cfg.dims == 2:
-            w[:, 2] = 0.0
-        # render set -> the variant's label set -> the configured joint set
-        li = self._to_labels
-        j2, j3, w = j2[li], j3[li], w[li]
-        j2, w, j3 = map_labels(j2, w, self.cfg.labels, self.joint_set, j3, K)
-        root_depth = float(p3[B.PELVIS, 2])
-        if self.cfg.dims == 2:
-            j3 = np.zeros_like(j3)
-        head_pts = np.concatenate([uv_img[[B.NECK, B.HEAD]], uv_img[[R.HEAD_C]] + head_r_img,
-                                   uv_img[[R.HEAD_C]] - head_r_img])
-        head_diag = float(np.linalg.norm(head_pts.max(0) - head_pts.min(0)))
+            inside &= ~occ
+        w = np.empty((len(li), 3))
+        w[:, 0] = w[:, 1] = inside
+        w[:, 2] = 1.0 if self.cfg.dims == 3 else 0.0
+        j2, w, j3 = map_labels(j2, w, self.cfg.labels, self.joint_set, j3, K)  # -> the configured joint set
+        J = len(j2)
+        r = head_r_img
+        (nx, ny), (hx, hy), (cx, cy) = uv_img[[B.NECK, B.HEAD, R.HEAD_C]].tolist()
+        head_diag = math.hypot(max(nx, hx, cx + r) - min(nx, hx, cx - r), max(ny, hy, cy + r) - min(ny, hy, cy - r))
         lo, hi = uv_img[:n].min(0), uv_img[:n].max(0)
-        label_occ = occ[li]
+        # every float label in one float32 buffer, handed out as tensor views: one conversion instead of ten
+        buf = np.empty(8 * J + 17, dtype=np.float32)
+        buf[:2 * J] = j2.ravel()
+        buf[2 * J:5 * J] = j3.ravel() if self.cfg.dims == 3 else 0.0
+        buf[5 * J:8 * J] = w.ravel()
+        o = 8 * J
+        buf[o:o + 4] = K
+        buf[o + 4:o + 10] = crop.crop_to_image.ravel()
+        buf[o + 10:o + 12] = lo
+        buf[o + 12:o + 14] = hi - lo
+        buf[o + 14:o + 17] = (float(p3[B.PELVIS, 2]) if self.cfg.dims == 3 else 0.0, 0.6 * head_diag * crop.scale,
+                              float((hi[0] - lo[0]) * (hi[1] - lo[1])))
+        f = torch.from_numpy
         return {
-            "image": torch.from_numpy(image),
-            "joints_2d": torch.from_numpy(j2.astype(np.float32)),
-            "joints_3d": torch.from_numpy(j3.astype(np.float32)),
-            "weights": torch.from_numpy(w.astype(np.float32)),
-            "root_depth": torch.tensor(root_depth if self.cfg.dims == 3 else 0.0, dtype=torch.float32),
-            "camera": torch.from_numpy(K.astype(np.float32)),
-            "crop_to_image": torch.from_numpy(crop.crop_to_image.astype(np.float32)),
-            "head_size": torch.tensor(0.6 * head_diag * crop.scale, dtype=torch.float32),
-            "bbox": torch.tensor([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]], dtype=torch.float32),
-            "area": torch.tensor(float((hi - lo).prod()), dtype=torch.float32),
+            "image": f(image),
+            "joints_2d": f(buf[:2 * J].reshape(J, 2)),
+            "joints_3d": f(buf[2 * J:5 * J].reshape(J, 3)),
+            "weights": f(buf[5 * J:8 * J].reshape(J, 3)),
+            "root_depth": f(buf[o + 14:o + 15].reshape(())),
+            "camera": f(buf[o:o + 4]),
+            "crop_to_image": f(buf[o + 4:o + 10].reshape(2, 3)),
+            "head_size": f(buf[o + 15:o + 16].reshape(())),
+            "bbox": f(buf[o + 10:o + 14]),
+            "area": f(buf[o + 16:o + 17].reshape(())),
             "meta": {"dataset": self.name, "variant": self.variant, "split": self.split, "index": index,
                      "subject": int(subject.ident), "family": family, "action": family,
                      "truncated": int(truncated), "occluder": int(has_occluder),
-                     "num_occluded": int(label_occ.sum())},
+                     "num_occluded": int(np.count_nonzero(occ))},
         }
 
 

@@ -1,4 +1,8 @@
-"""Joint-angle limits and the structured pose families SynthPose samples from (degrees)."""
+"""Joint-angle limits and the structured pose families SynthPose samples from (degrees).
+
+Angles live in a vector ordered like ``ANGLE_NAMES`` (``sample_angles``); ``sample_pose`` gives the
+same draw as a name -> angle dict.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ CONE_LIMITS: dict[str, float] = {"hip": 125.0, "sho": 175.0}
 FAMILIES = ("standing", "walking", "sitting", "crouching", "reaching")
 DEFAULT_FAMILY_WEIGHTS = {"standing": 0.2, "walking": 0.25, "sitting": 0.15, "crouching": 0.15, "reaching": 0.25}
 SIDED = ("hip_flex", "hip_abd", "hip_rot", "knee", "sho_flex", "sho_abd", "sho_rot", "elbow")
+UNSIDED = ("spine_bend", "spine_lat", "spine_twist", "chest_bend", "head_pitch", "head_yaw", "head_lat",
+           "pitch", "roll", "yaw")
+ANGLE_NAMES: tuple[str, ...] = tuple(f"{s}_{n}" for s in ("l", "r") for n in SIDED) + UNSIDED
+IDX: dict[str, int] = {n: i for i, n in enumerate(ANGLE_NAMES)}
 
 
 def limit(name: str) -> tuple[float, float]:
@@ -27,93 +35,109 @@ def limit(name: str) -> tuple[float, float]:
     return ANGLE_LIMITS[name[2:] if name[:2] in ("l_", "r_") else name]
 
 
-def _base(rng: np.random.Generator) -> dict[str, float]:
+_LO = np.array([limit(n)[0] for n in ANGLE_NAMES])
+_HI = np.array([limit(n)[1] for n in ANGLE_NAMES])
+# The relaxed standing base pose: (name, mean, sigma) of the normal angles, (name, low, high) of the uniform ones.
+_BASE_NORMAL = [(f"{s}_{n}", mu, sd) for s in ("l", "r")
+                for n, mu, sd in (("hip_flex", 0, 6), ("hip_rot", 0, 10), ("sho_flex", 5, 18), ("sho_rot", 0, 20))]
+_BASE_NORMAL += [("spine_bend", 3, 5), ("spine_lat", 0, 4), ("spine_twist", 0, 8), ("chest_bend", 2, 4),
+                 ("head_pitch", 0, 12), ("head_yaw", 0, 25), ("head_lat", 0, 6), ("pitch", 0, 3), ("roll", 0, 2.5)]
+_BASE_UNIFORM = [(f"{s}_{n}", lo, hi) for s in ("l", "r")
+                 for n, lo, hi in (("hip_abd", -3, 12), ("knee", 0, 12), ("sho_abd", 0, 35), ("elbow", 0, 70))]
+_BASE_UNIFORM += [("yaw", -180, 180)]
+_N_IDX = np.array([IDX[n] for n, _, _ in _BASE_NORMAL])
+_N_MU, _N_SD = (np.array([r[k] for r in _BASE_NORMAL], dtype=np.float64) for k in (1, 2))
+_U_IDX = np.array([IDX[n] for n, _, _ in _BASE_UNIFORM])
+_U_LO = np.array([r[1] for r in _BASE_UNIFORM], dtype=np.float64)
+_U_SPAN = np.array([r[2] - r[1] for r in _BASE_UNIFORM], dtype=np.float64)
+_BALL = [(IDX[f"{s}_{j}_flex"], IDX[f"{s}_{j}_abd"], CONE_LIMITS[j]) for s in ("l", "r") for j in ("hip", "sho")]
+
+
+def _base(rng: np.random.Generator) -> np.ndarray:
     """A relaxed standing pose with small natural variation."""
-    a: dict[str, float] = {}
-    for s in ("l", "r"):
-        a[f"{s}_hip_flex"] = rng.normal(0, 6)
-        a[f"{s}_hip_abd"] = rng.uniform(-3, 12)
-        a[f"{s}_hip_rot"] = rng.normal(0, 10)
-        a[f"{s}_knee"] = rng.uniform(0, 12)
-        a[f"{s}_sho_flex"] = rng.normal(5, 18)
-        a[f"{s}_sho_abd"] = rng.uniform(0, 35)
-        a[f"{s}_sho_rot"] = rng.normal(0, 20)
-        a[f"{s}_elbow"] = rng.uniform(0, 70)
-    a.update(spine_bend=rng.normal(3, 5), spine_lat=rng.normal(0, 4), spine_twist=rng.normal(0, 8),
-             chest_bend=rng.normal(2, 4), head_pitch=rng.normal(0, 12), head_yaw=rng.normal(0, 25),
-             head_lat=rng.normal(0, 6), pitch=rng.normal(0, 3), roll=rng.normal(0, 2.5), yaw=rng.uniform(-180, 180))
+    a = np.empty(len(ANGLE_NAMES))
+    a[_N_IDX] = _N_MU + _N_SD * rng.normal(size=len(_N_IDX))
+    a[_U_IDX] = _U_LO + _U_SPAN * rng.random(len(_U_IDX))
     return a
 
 
-def _walking(rng: np.random.Generator, a: dict[str, float]) -> None:
+# per side: angle name without the prefix -> index in the vector
+_SIDE = {side: {n: IDX[f"{side}_{n}"] for n in SIDED} for side in ("l", "r")}
+_L, _R = _SIDE["l"], _SIDE["r"]
+
+
+def _walking(rng: np.random.Generator, a: np.ndarray) -> None:
     phase = rng.uniform(0, 2 * math.pi)
     amp = rng.uniform(15, 35)
-    for s, sign in (("l", 1.0), ("r", -1.0)):
+    for i, sign in ((_L, 1.0), (_R, -1.0)):
         sw = sign * math.sin(phase)
-        a[f"{s}_hip_flex"] = amp * sw + rng.normal(0, 4)
-        a[f"{s}_knee"] = 8 + max(0.0, -math.cos(phase) * sign) * rng.uniform(25, 60)
-        a[f"{s}_sho_flex"] = -0.8 * amp * sw + rng.normal(0, 6)
-        a[f"{s}_sho_abd"] = rng.uniform(3, 15)
-        a[f"{s}_elbow"] = rng.uniform(10, 50)
+        a[i["hip_flex"]] = amp * sw + rng.normal(0, 4)
+        a[i["knee"]] = 8 + max(0.0, -math.cos(phase) * sign) * rng.uniform(25, 60)
+        a[i["sho_flex"]] = -0.8 * amp * sw + rng.normal(0, 6)
+        a[i["sho_abd"]] = rng.uniform(3, 15)
+        a[i["elbow"]] = rng.uniform(10, 50)
 
 
-def _sitting(rng: np.random.Generator, a: dict[str, float]) -> None:
-    for s in ("l", "r"):
-        a[f"{s}_hip_flex"] = rng.uniform(70, 105)
-        a[f"{s}_hip_abd"] = rng.uniform(0, 25)
-        a[f"{s}_knee"] = rng.uniform(60, 110)
-        a[f"{s}_sho_flex"] = rng.uniform(10, 60)
-        a[f"{s}_elbow"] = rng.uniform(30, 100)
-    a["spine_bend"] = rng.uniform(-5, 20)
+def _sitting(rng: np.random.Generator, a: np.ndarray) -> None:
+    for i in (_L, _R):
+        a[i["hip_flex"]] = rng.uniform(70, 105)
+        a[i["hip_abd"]] = rng.uniform(0, 25)
+        a[i["knee"]] = rng.uniform(60, 110)
+        a[i["sho_flex"]] = rng.uniform(10, 60)
+        a[i["elbow"]] = rng.uniform(30, 100)
+    a[IDX["spine_bend"]] = rng.uniform(-5, 20)
 
 
-def _crouching(rng: np.random.Generator, a: dict[str, float]) -> None:
-    for s in ("l", "r"):
-        a[f"{s}_hip_flex"] = rng.uniform(85, 125)
-        a[f"{s}_hip_abd"] = rng.uniform(5, 35)
-        a[f"{s}_knee"] = rng.uniform(100, 150)
-        a[f"{s}_sho_flex"] = rng.uniform(10, 80)
-        a[f"{s}_elbow"] = rng.uniform(10, 100)
-    a["spine_bend"] = rng.uniform(15, 45)
-    a["chest_bend"] = rng.uniform(0, 20)
-    a["head_pitch"] = rng.uniform(-30, 5)
+def _crouching(rng: np.random.Generator, a: np.ndarray) -> None:
+    for i in (_L, _R):
+        a[i["hip_flex"]] = rng.uniform(85, 125)
+        a[i["hip_abd"]] = rng.uniform(5, 35)
+        a[i["knee"]] = rng.uniform(100, 150)
+        a[i["sho_flex"]] = rng.uniform(10, 80)
+        a[i["elbow"]] = rng.uniform(10, 100)
+    a[IDX["spine_bend"]] = rng.uniform(15, 45)
+    a[IDX["chest_bend"]] = rng.uniform(0, 20)
+    a[IDX["head_pitch"]] = rng.uniform(-30, 5)
 
 
-def _reaching(rng: np.random.Generator, a: dict[str, float]) -> None:
-    sides = [("l", "r")[int(rng.integers(2))]] if rng.random() < 0.6 else ["l", "r"]
-    for s in sides:
+def _reaching(rng: np.random.Generator, a: np.ndarray) -> None:
+    sides = [(_L, _R)[int(rng.integers(2))]] if rng.random() < 0.6 else [_L, _R]
+    for i in sides:
         if rng.random() < 0.5:
-            a[f"{s}_sho_flex"] = rng.uniform(70, 175)
-            a[f"{s}_sho_abd"] = rng.uniform(0, 40)
+            a[i["sho_flex"]] = rng.uniform(70, 175)
+            a[i["sho_abd"]] = rng.uniform(0, 40)
         else:
-            a[f"{s}_sho_abd"] = rng.uniform(70, 160)
-            a[f"{s}_sho_flex"] = rng.uniform(-20, 50)
-        a[f"{s}_elbow"] = rng.uniform(0, 60)
-    a["spine_lat"] = rng.normal(0, 10)
-    a["spine_bend"] = rng.uniform(-10, 30)
+            a[i["sho_abd"]] = rng.uniform(70, 160)
+            a[i["sho_flex"]] = rng.uniform(-20, 50)
+        a[i["elbow"]] = rng.uniform(0, 60)
+    a[IDX["spine_lat"]] = rng.normal(0, 10)
+    a[IDX["spine_bend"]] = rng.uniform(-10, 30)
     if rng.random() < 0.4:  # a step
-        s = ("l", "r")[int(rng.integers(2))]
-        a[f"{s}_hip_flex"] = rng.uniform(20, 60)
-        a[f"{s}_knee"] = rng.uniform(10, 60)
+        i = (_L, _R)[int(rng.integers(2))]
+        a[i["hip_flex"]] = rng.uniform(20, 60)
+        a[i["knee"]] = rng.uniform(10, 60)
 
 
 _FAMILY_FNS = {"walking": _walking, "sitting": _sitting, "crouching": _crouching, "reaching": _reaching}
 
 
+def clip_angles(a: np.ndarray) -> np.ndarray:
+    """Angle vector clipped to ANGLE_LIMITS, ball-joint flex/abd shrunk (x0.95 steps) into the cone limits."""
+    out = np.minimum(np.maximum(a, _LO), _HI)
+    vals = out.tolist()
+    for fi, ai, cone in _BALL:
+        f, ab = vals[fi], vals[ai]
+        if cone_deviation(f, ab) > cone:
+            k = 0.95
+            while cone_deviation(f * k, ab * k) > cone:
+                k *= 0.95
+            out[fi], out[ai] = f * k, ab * k
+    return out
+
+
 def clip_to_limits(a: dict[str, float]) -> dict[str, float]:
     """Clip every angle to ANGLE_LIMITS and shrink ball-joint flex/abd into the cone limits."""
-    out = {}
-    for k, v in a.items():
-        lo, hi = limit(k)
-        out[k] = min(hi, max(lo, float(v)))
-    for s in ("l", "r"):
-        for joint in ("hip", "sho"):
-            f, ab = out[f"{s}_{joint}_flex"], out[f"{s}_{joint}_abd"]
-            k = 1.0
-            while cone_deviation(f * k, ab * k) > CONE_LIMITS[joint]:
-                k *= 0.95
-            out[f"{s}_{joint}_flex"], out[f"{s}_{joint}_abd"] = f * k, ab * k
-    return out
+    return angles_dict(clip_angles(angles_vector(a)))
 
 
 def cone_deviation(flex: float, abd: float) -> float:
@@ -122,13 +146,29 @@ def cone_deviation(flex: float, abd: float) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 
-def sample_pose(rng: np.random.Generator, weights: dict[str, float] | None = None) -> tuple[str, dict[str, float]]:
-    """(family name, clipped angles) for one random pose."""
+def angles_vector(a: dict[str, float]) -> np.ndarray:
+    """Name -> angle dict as a vector in ANGLE_NAMES order."""
+    return np.array([a[n] for n in ANGLE_NAMES], dtype=np.float64)
+
+
+def angles_dict(v: np.ndarray) -> dict[str, float]:
+    """Angle vector as a name -> angle dict."""
+    return dict(zip(ANGLE_NAMES, v.tolist(), strict=True))
+
+
+def sample_angles(rng: np.random.Generator, weights: dict[str, float] | None = None) -> tuple[str, np.ndarray]:
+    """(family name, clipped angle vector in ANGLE_NAMES order) for one random pose."""
     w = weights or DEFAULT_FAMILY_WEIGHTS
     names = list(w)
-    p = np.asarray([w[n] for n in names], dtype=np.float64)
-    family = names[int(rng.choice(len(names), p=p / p.sum()))]
+    total = sum(w[n] for n in names)
+    family = names[int(rng.choice(len(names), p=[w[n] / total for n in names]))]
     a = _base(rng)
     if family in _FAMILY_FNS:
         _FAMILY_FNS[family](rng, a)
-    return family, clip_to_limits(a)
+    return family, clip_angles(a)
+
+
+def sample_pose(rng: np.random.Generator, weights: dict[str, float] | None = None) -> tuple[str, dict[str, float]]:
+    """(family name, clipped angles by name) for one random pose."""
+    family, a = sample_angles(rng, weights)
+    return family, angles_dict(a)
