@@ -235,3 +235,30 @@ def test_two_metrics_reporting_one_name_fail_instead_of_being_averaged(make_cfg,
     assert exc.value.code == 2
     assert run.read_status()["status"] == "failed"
     assert "data.metrics.twin and data.metrics.mpjpe both report 'mpjpe'" in capsys.readouterr().out.replace("\n", "")
+
+
+class ThreadProbe(pl.Callback):
+    """Records torch's intra-op thread count during training."""
+
+    def __init__(self) -> None:
+        self.threads: int | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.threads = torch.get_num_threads()
+
+
+def test_num_threads_sets_torch_threads_and_not_the_run_key(make_cfg, tmp_path):
+    before = torch.get_num_threads()
+    probe = ThreadProbe()
+    try:
+        _run(make_cfg("num_threads=1", "trainer.max_epochs=1"), tmp_path / "run", extra_callbacks=[probe])
+    finally:
+        torch.set_num_threads(before)
+    assert probe.threads == 1
+    # a device setting: Hydra leaves it out of the run directory name
+    from omegaconf import OmegaConf
+
+    from posereg.paths import CONF_DIR
+
+    excluded = OmegaConf.load(CONF_DIR / "hydra" / "default.yaml").job.config.override_dirname.exclude_keys
+    assert "num_threads" in excluded

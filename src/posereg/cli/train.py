@@ -246,6 +246,8 @@ def _fit_and_test(cfg: DictConfig, run: RunDir, ckpt_path: str | None, extra: li
     from posereg.methods import build_module
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
     print_config(cfg)
     datamodule = build_datamodule(cfg)
     model = build_module(cfg, datamodule.info)
