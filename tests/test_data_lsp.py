@@ -84,3 +84,26 @@ def test_pck_and_pcp_perfect_and_wrong(tmp_path):
     m.update_from_batch({"joints_2d_image": p}, b)
     assert float(m.compute()["pcp_pc"]) == pytest.approx(100 * 8 / 9)
     assert float(m.compute()["pcp_pc/lower_leg"]) == pytest.approx(50.0)
+
+
+def test_lsp_trains_and_evaluates_end_to_end(tmp_path):
+    # no real LSP slice ships with the repository: a joints.mat fixture stands in for the dataset
+    import json
+
+    from conftest import compose_config
+    from posereg.cli.train import train_task
+    from posereg.runs import RunDir
+
+    root = tmp_path / "lsp"
+    root.mkdir()
+    make_lsp(root, 2000, extended=False)
+    cfg = compose_config(["debug=tiny", "logger=none", "data=lsp", f"data.root={root}",
+                          f"paths.runs_dir={tmp_path / 'runs'}"])
+    run = RunDir(tmp_path / "run")
+    train_task(cfg, run_path=run.path, overrides=[], multirun=False)
+    assert run.read_status()["status"] == "done"
+    metrics = json.loads(run.metrics_file.read_text())
+    assert metrics["monitor"] == "val/pck_pc@0.2"
+    for block, stage in (("final", "val"), ("test", "test")):
+        for name in ("pck_pc@0.2", "pcp_pc"):
+            assert 0.0 <= metrics[block][f"{stage}/{name}"] <= 100.0
