@@ -7,6 +7,7 @@ same draw as a name -> angle dict.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -78,26 +79,26 @@ def _walking(rng: np.random.Generator, a: np.ndarray) -> None:
         a[i["elbow"]] = rng.uniform(10, 50)
 
 
-def _sitting(rng: np.random.Generator, a: np.ndarray) -> None:
-    for i in (_L, _R):
-        a[i["hip_flex"]] = rng.uniform(70, 105)
-        a[i["hip_abd"]] = rng.uniform(0, 25)
-        a[i["knee"]] = rng.uniform(60, 110)
-        a[i["sho_flex"]] = rng.uniform(10, 60)
-        a[i["elbow"]] = rng.uniform(30, 100)
-    a[IDX["spine_bend"]] = rng.uniform(-5, 20)
+def _ranged(per_side: dict[str, tuple[float, float]], body: dict[str, tuple[float, float]]
+            ) -> Callable[[np.random.Generator, np.ndarray], None]:
+    """A static pose family: uniform angles per side (left, then right), then whole-body ones, in order."""
+
+    def family(rng: np.random.Generator, a: np.ndarray) -> None:
+        for i in (_L, _R):
+            for name, (lo, hi) in per_side.items():
+                a[i[name]] = rng.uniform(lo, hi)
+        for name, (lo, hi) in body.items():
+            a[IDX[name]] = rng.uniform(lo, hi)
+
+    return family
 
 
-def _crouching(rng: np.random.Generator, a: np.ndarray) -> None:
-    for i in (_L, _R):
-        a[i["hip_flex"]] = rng.uniform(85, 125)
-        a[i["hip_abd"]] = rng.uniform(5, 35)
-        a[i["knee"]] = rng.uniform(100, 150)
-        a[i["sho_flex"]] = rng.uniform(10, 80)
-        a[i["elbow"]] = rng.uniform(10, 100)
-    a[IDX["spine_bend"]] = rng.uniform(15, 45)
-    a[IDX["chest_bend"]] = rng.uniform(0, 20)
-    a[IDX["head_pitch"]] = rng.uniform(-30, 5)
+_sitting = _ranged({"hip_flex": (70, 105), "hip_abd": (0, 25), "knee": (60, 110), "sho_flex": (10, 60),
+                    "elbow": (30, 100)},
+                   {"spine_bend": (-5, 20)})
+_crouching = _ranged({"hip_flex": (85, 125), "hip_abd": (5, 35), "knee": (100, 150), "sho_flex": (10, 80),
+                      "elbow": (10, 100)},
+                     {"spine_bend": (15, 45), "chest_bend": (0, 20), "head_pitch": (-30, 5)})
 
 
 def _reaching(rng: np.random.Generator, a: np.ndarray) -> None:
