@@ -157,15 +157,27 @@ _MIRROR = np.array([-1.0, 1.0, 1.0])  # right side = left side mirrored in x
 
 @dataclass
 class Posed:
-    """Body-frame joints (18,3) plus the extra points the renderer needs (feet/hands tips, facing)."""
+    """Body-frame points (joints and the extra points the renderer needs) and the facing directions."""
 
-    joints: np.ndarray
-    toes: np.ndarray  # (2,3) right, left
-    hands: np.ndarray  # (2,3) right, left
+    points: np.ndarray  # (NUM_POINTS,3): 18 joints, toes, hands, head/face centre, chest front
     head_forward: np.ndarray
     chest_forward: np.ndarray
     root_rotation: np.ndarray
-    points: np.ndarray  # (NUM_POINTS,3): joints, toes, hands, head/face centre, chest front
+
+    @property
+    def joints(self) -> np.ndarray:
+        """(18,3) h36m18 joints."""
+        return self.points[:NUM_JOINTS]
+
+    @property
+    def toes(self) -> np.ndarray:
+        """(2,3) right, left foot tips."""
+        return self.points[R_TOE:L_TOE + 1]
+
+    @property
+    def hands(self) -> np.ndarray:
+        """(2,3) right, left hand tips."""
+        return self.points[R_HAND:L_HAND + 1]
 
 
 # Elementary rotations of forward_kinematics: (axis, angle name, sign). The first 21 form seven chains
@@ -255,6 +267,5 @@ def forward_kinematics(subject: Subject, a: dict[str, float] | np.ndarray) -> Po
     F = np.concatenate([P[:1], X, Y, Z, W])
     vectors = (F[_VEC_FRAME] @ _VEC_DIR)[:, :, 0] * subject.fk_lengths[:, None]
     pts = _POINT_WEIGHTS @ vectors
-    return Posed(joints=pts[:NUM_JOINTS], toes=pts[R_TOE:L_TOE + 1], hands=pts[R_HAND:L_HAND + 1],
-                 head_forward=F[_F_HEAD, :, 2], chest_forward=F[_F_CHEST, :, 2], root_rotation=F[_F_ROOT],
-                 points=pts)
+    return Posed(points=pts, head_forward=F[_F_HEAD, :, 2], chest_forward=F[_F_CHEST, :, 2],
+                 root_rotation=F[_F_ROOT])

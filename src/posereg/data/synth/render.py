@@ -19,7 +19,6 @@ from posereg.data.synth.body import CHEST_C, FACE_C, HEAD_C, L_HAND, L_TOE, NUM_
 
 SHIFT = 4
 _ONE = 1 << SHIFT
-NUM_RENDER_POINTS = NUM_POINTS
 CAPSULE, DISC, QUAD = 0, 1, 2
 
 
@@ -109,11 +108,6 @@ def _person_tables() -> dict[str, Any]:
 
 
 _T = _person_tables()
-
-
-def render_points(posed: B.Posed, subject: Subject) -> np.ndarray:
-    """(25,3) body-frame points: 18 joints, toes, hand tips, head centre, face centre, chest front."""
-    return posed.points  # forward_kinematics computes them with the joints (see body._VECTORS)
 
 
 def person_parts(uv: np.ndarray, z: np.ndarray, focal: float, subject: Subject, owner: int = 0) -> Parts:

@@ -38,9 +38,7 @@ class BlockRng:
                 size: int | tuple[int, ...] | None = None) -> float | np.ndarray:
         """Uniform in [low, high); arrays delegate to the generator."""
         if size is None and isinstance(low, _SCALAR) and isinstance(high, _SCALAR):
-            if not self._u:
-                self._u = self.gen.random(self.block).tolist()
-            return low + (high - low) * self._u.pop()
+            return low + (high - low) * self.random()
         return self.gen.uniform(low, high, size)
 
     def normal(self, loc: float = 0.0, scale: float = 1.0, size: int | tuple[int, ...] | None = None
@@ -59,9 +57,7 @@ class BlockRng:
             return self.gen.integers(low, high, size=size, dtype=dtype)
         if high is None:
             low, high = 0, low
-        if not self._u:
-            self._u = self.gen.random(self.block).tolist()
-        return low + min(int(self._u.pop() * (high - low)), high - low - 1)
+        return low + min(int(self.random() * (high - low)), high - low - 1)
 
     def choice(self, a: int | Sequence, p: Sequence[float] | None = None) -> object:
         """One element of range(a) or of a sequence, optionally with probabilities p."""
