@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from posereg.data import h36m
 from posereg.data.cameras import get_camera, load_cameras
@@ -131,6 +132,8 @@ DS_KW = {**KW, "input_size": 64}
 def test_samples_projection_and_round_trip(augment):
     from posereg.data.h36m import H36MDataset
 
+    torch.manual_seed(0)  # training draws also depend on torch's seed: fix them
+
     raw = np.load(SLICE / "test_h36m_body3d.npz")
     cams = load_cameras(SLICE, "cameras.pkl", "t")
     proj = H36MDataset(SLICE, split="test", augment=augment, **DS_KW)
@@ -138,8 +141,13 @@ def test_samples_projection_and_round_trip(augment):
     for i in range(len(proj)):
         s = proj[i]
         j2, j3, cam = s["joints_2d"].double().numpy(), s["joints_3d"].double().numpy(), s["camera"].double().numpy()
-        # pinhole labels: the crop camera reproduces them (exact up to fx != fy under rotation)
-        assert np.abs(project(j3, cam) - j2).max() < (1e-3 if augment is None else 0.05)
+        # pinhole labels: the crop camera reproduces them, exactly up to fx != fy under rotation, where
+        # the 4-parameter crop camera misses the commutator (R F - F R) = (fx - fy) sin(rot) [..]:
+        # a joint r px from the principal point is off by at most |fx - fy| / min(fx, fy) * r
+        err = np.linalg.norm(project(j3, cam) - j2, axis=-1)
+        r = np.linalg.norm(j2 - cam[2:4], axis=-1)
+        anisotropy = 0.0 if augment is None else abs(cam[0] - cam[1]) / min(cam[0], cam[1])
+        assert (err < 1e-3 + anisotropy * r).all()
         assert float(s["root_depth"]) == pytest.approx(raw["S"][i][0, 2] * 1000, rel=1e-6)
         # part labels: the distortion model through the crop reproduces them within 0.5 px
         p = part[i]
