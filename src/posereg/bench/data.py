@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import cv2
 import torch
 from rich.table import Table
 from torch import nn
@@ -17,13 +18,15 @@ from torch.utils.data import DataLoader
 from posereg.console import console
 from posereg.data.synth import SynthPose
 from posereg.data.transforms import AugmentConfig
+from posereg.data.workers import loader_worker_init
 
 
 def synth_throughput(sizes: tuple[int, ...] = (64, 128, 256), n: int = 300, variant: str = "synth2d",
                      augment: bool = True, seed: int = 0) -> list[dict[str, Any]]:
-    """Samples per CPU-second of this process (one core, torch single-threaded) per input size."""
-    threads = torch.get_num_threads()
+    """Samples per CPU-second of this process (one core: torch and OpenCV single-threaded) per input size."""
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # as in a loader worker (posereg.data.workers)
     rows = []
     try:
         for size in sizes:
@@ -39,6 +42,7 @@ def synth_throughput(sizes: tuple[int, ...] = (64, 128, 256), n: int = 300, vari
                          "wall_samples_per_s": round(n / wall, 1), "goal": ">= 1000 at 128" if size == 128 else ""})
     finally:
         torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
     return rows
 
 
@@ -57,11 +61,11 @@ class _TinyPoseNet(nn.Module):
         return self.head(self.backbone(x)).mean(dim=(2, 3)).view(-1, self.num_joints, 2)
 
 
-def loading_overhead(steps: int = 12, batch_size: int = 32, input_size: int = 128, num_workers: int = 2,
+def loading_overhead(steps: int = 30, batch_size: int = 32, input_size: int = 128, num_workers: int = 2,
                      seed: int = 0) -> dict[str, Any]:
     """Seconds per training step with a DataLoader feeding it vs with one pre-loaded batch, and their ratio."""
     ds = SynthPose("train", None, input_size, AugmentConfig(), seed=seed, variant="synth2d",
-                   length={"train": steps * batch_size + batch_size})
+                   length={"train": (steps + 2) * batch_size})
     model = _TinyPoseNet(16)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
@@ -72,14 +76,17 @@ def loading_overhead(steps: int = 12, batch_size: int = 32, input_size: int = 12
         loss.backward()
         opt.step()
 
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, persistent_workers=False)
-    it = iter(loader)
-    batch = next(it)
+    # the pre-loaded batch comes from the main process, so no worker prefetches during that timing
+    batch = next(iter(DataLoader(ds, batch_size=batch_size, num_workers=0)))
     step(batch)  # warm-up (allocator, threads) outside the timings
     start = time.perf_counter()
     for _ in range(steps):
         step(batch)
     t_pre = (time.perf_counter() - start) / steps
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, persistent_workers=False,
+                        worker_init_fn=loader_worker_init())
+    it = iter(loader)
+    step(next(it))  # worker start-up outside the timing
     start = time.perf_counter()
     n = 0
     for b in it:
@@ -97,7 +104,7 @@ def run_data_bench(quick: bool = False) -> list[dict[str, Any]]:
     """Both measurements, printed as a table; returns the rows."""
     rows = synth_throughput(n=100 if quick else 400)
     rows += synth_throughput(sizes=(128,), n=100 if quick else 400, variant="synth3d")
-    rows.append(loading_overhead(steps=4 if quick else 12, batch_size=16 if quick else 32))
+    rows.append(loading_overhead(steps=4 if quick else 30, batch_size=16 if quick else 32))
     table = Table(title="SynthPose data bench")
     for col in ("bench", "variant", "input_size", "value", "goal"):
         table.add_column(col)

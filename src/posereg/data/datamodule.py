@@ -15,6 +15,7 @@ from posereg.data.collate import collate_samples
 from posereg.data.resumable import ResumableDataLoader
 from posereg.data.samplers import MixedSourceBatchSampler, SourceMix, batch_counts
 from posereg.data.transforms import AugmentConfig
+from posereg.data.workers import loader_worker_init
 from posereg.errors import ConfigError
 from posereg.skeletons import check_mappable, get_joint_set
 
@@ -169,8 +170,12 @@ class PoseDataModule(L.LightningDataModule):
                                        [bool(getattr(d, "procedural", False)) for d in ds], rank, world)
 
     def _loader_kwargs(self) -> dict[str, Any]:
-        return {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
-                "persistent_workers": self.persistent_workers, "collate_fn": collate_samples}
+        kwargs = {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
+                  "persistent_workers": self.persistent_workers, "collate_fn": collate_samples}
+        if self.num_workers > 0:
+            rank = self.trainer.global_rank if self.trainer is not None else None
+            kwargs["worker_init_fn"] = loader_worker_init(rank)
+        return kwargs
 
     def train_dataloader(self) -> DataLoader:
         return ResumableDataLoader(self.dataset("train"), batch_sampler=self.batch_sampler(),
