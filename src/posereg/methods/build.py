@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -15,8 +16,10 @@ from posereg.codecs import DECODERS, CoordinateCodec, HeatmapCodec, MapDecoder, 
 from posereg.errors import ConfigError
 from posereg.losses import CONF_KINDS, COORD_KINDS, HEATMAP_LOSSES, HEATMAP_SPACES, PoseLoss
 from posereg.methods.pose_module import PoseModule, resolve_cut
+from posereg.methods.root_depth import EVAL_MODES, RootDepthEstimator
 from posereg.methods.schedule import LossSchedule
 from posereg.nets import Backbone, DeconvHead, IntegralNet, MultiStageNet, RegressionHead, build_backbone
+from posereg.nets.root_depth import RootDepthMLP
 from posereg.skeletons import get_joint_set
 
 HEAD_TYPES = ("deconv", "regression")
@@ -145,6 +148,48 @@ def validate_combination(cfg: DictConfig, info: Any) -> None:
         resolve_cut(cut, names)
     if cfg.get("flip_test") and not info.joint_set:
         raise ConfigError("flip_test=true needs data.joint_set")
+    _validate_root_depth(m.get("root_depth"), dims, info, names)
+
+
+def _validate_root_depth(rd: Any, dims: int, info: Any, names: list[str] | None) -> None:
+    """Config errors of method.root_depth (when enabled), before anything is built."""
+    if not rd or not rd.get("enabled"):
+        return
+    if dims != 3 or not info.has_3d:
+        raise ConfigError("method.root_depth.enabled=true estimates an absolute 3D root depth: it needs 3D data "
+                          "and a 3D method (e.g. data=synth3d)")
+    mode = _get(rd, "eval", "gt")
+    if mode not in EVAL_MODES:
+        raise ConfigError(f"method.root_depth.eval={mode!r} unknown: use one of {', '.join(EVAL_MODES)}")
+    feature = _get(rd, "features")
+    if feature is not None and names is not None and feature not in names:
+        raise ConfigError(f"method.root_depth.features={feature!r} is not an output; available: {', '.join(names)}")
+
+
+def build_root_depth(rd: Any, net: nn.Module, input_size: Any) -> RootDepthEstimator | None:
+    """The root-depth estimator of method.root_depth, sized by a probe pass of `net`, or None when disabled."""
+    if not rd or not rd.get("enabled"):
+        return None
+    names = list(getattr(net, "output_names", ["out"]))
+    feature = _get(rd, "features", names[0])
+    index = names.index(feature)
+    h, w = input_hw(input_size)
+    probe = torch.zeros(2, 3, h, w)
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        takes_cut = "cut" in inspect.signature(net.forward).parameters
+        outputs = net(probe, cut=feature) if takes_cut else net(probe)
+    net.train(was_training)
+    features = outputs[index].get("features")
+    if features is None or features.dim() != 4:
+        raise ConfigError(f"method.root_depth: {type(net).__name__} output {feature!r} exposes no (B,C,h,w) "
+                          "features for the root-depth MLP")
+    mlp = RootDepthMLP(features.shape[1], hidden=tuple(int(n) for n in _get(rd, "hidden", (128, 128, 256))),
+                       extent_mm=float(_get(rd, "extent_mm", 2000.0)),
+                       detach_features=bool(_get(rd, "detach_features", True)))
+    return RootDepthEstimator(mlp, index, input_size, weight=float(_get(rd, "weight", 1.0)),
+                              eval_mode=_get(rd, "eval", "gt"))
 
 
 def _num_deconv(head: Any, backbone_stride: int) -> int:
@@ -262,4 +307,5 @@ def build_module(cfg: DictConfig, info: Any) -> PoseModule:
         flip_test=bool(cfg.get("flip_test") or False),
         flip_index=joint_set.flip_index,
         monitor=_get(cfg.data, "monitor"),
+        root_depth=build_root_depth(m.get("root_depth"), net, info.input_size),
     )

@@ -13,6 +13,7 @@ from torch import nn
 from posereg.codecs import CoordinateCodec
 from posereg.errors import ConfigError
 from posereg.losses import PoseLoss
+from posereg.methods.root_depth import RootDepthEstimator
 from posereg.methods.schedule import LossSchedule
 from posereg.ops import average_flip, flip_coords_unit
 
@@ -75,6 +76,7 @@ class PoseModule(L.LightningModule):
         flip_test: bool = False,
         flip_index: Sequence[int] | None = None,
         monitor: str | None = None,
+        root_depth: RootDepthEstimator | None = None,
     ):
         super().__init__()
         self.net = net
@@ -104,6 +106,12 @@ class PoseModule(L.LightningModule):
                 for stage in ("val", "test")
             }
         )
+        self.root_depth = root_depth
+        if root_depth is not None and not self.cut_all and root_depth.feature_index > self.cut_index:
+            raise ConfigError(
+                f"method.root_depth.features={names[root_depth.feature_index]} comes after the cut "
+                f"{names[self.cut_index]}: pick an earlier output or a later cut"
+            )
         self.final_extras: dict[str, dict[str, Any]] = {}
 
     def forward(self, image: torch.Tensor) -> list[dict[str, Any]]:
@@ -126,7 +134,11 @@ class PoseModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """Sum of the active loss terms over all outputs; logs `train/loss` and `train/loss_<term>`."""
-        losses = self.compute_loss(self(batch["image"]), batch)
+        outputs = self(batch["image"])
+        losses = self.compute_loss(outputs, batch)
+        if self.root_depth is not None:
+            losses["root_depth"] = self.root_depth.loss(self.root_depth(outputs, batch["camera"]), batch)
+            losses["total"] = losses["total"] + self.root_depth.weight * losses["root_depth"]
         bs = batch["image"].shape[0]
         self.log("train/loss", losses["total"], prog_bar=True, batch_size=bs)
         for name, value in losses.items():
@@ -152,8 +164,13 @@ class PoseModule(L.LightningModule):
         outputs, coords = self.predict_coords(batch["image"])
         bs = batch["image"].shape[0]
         self.log(f"{stage}/loss", self.compute_loss(outputs, batch)["total"], sync_dist=True, batch_size=bs)
+        decoding = batch
+        if self.root_depth is not None:
+            root = self.root_depth(outputs, batch["camera"])
+            self.root_depth.update_error(stage, root, batch)
+            decoding = self.root_depth.decoding_batch(root, batch)
         for i in self.eval_indices:
-            preds = self.codec.decode(coords[i], batch)
+            preds = self.codec.decode(coords[i], decoding)
             for metric in self.metrics[stage][f"o{i}"].values():
                 metric.update_from_batch(preds, batch)
 
@@ -167,7 +184,9 @@ class PoseModule(L.LightningModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
         """Decoded prediction of the cut output (crop/image pixels, camera mm)."""
-        _, coords = self.predict_coords(batch["image"])
+        outputs, coords = self.predict_coords(batch["image"])
+        if self.root_depth is not None:
+            batch = self.root_depth.decoding_batch(self.root_depth(outputs, batch["camera"]), batch)
         return self.codec.decode(coords[self.cut_index], batch)
 
     def _finish(self, stage: str) -> None:
@@ -191,6 +210,11 @@ class PoseModule(L.LightningModule):
                         else:
                             extras[f"{key}{suffix}"] = _plain(value)
                 metric.reset()
+        if self.root_depth is not None:
+            error = self.root_depth.errors[stage]
+            if error.update_count:
+                self.log(f"{stage}/root_depth_error", float(error.compute()), sync_dist=True)
+            error.reset()
         self.final_extras[stage] = extras
 
     def on_validation_epoch_end(self) -> None:

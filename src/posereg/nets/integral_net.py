@@ -12,7 +12,7 @@ from posereg.nets.regression_head import RegressionHead
 
 
 class IntegralNet(nn.Module):
-    """Backbone -> head; returns `[{"name", "coords", "maps"?}]` (one supervised output)."""
+    """Backbone -> head; returns `[{"name", "coords", "maps"?, "features"}]` (one supervised output)."""
 
     def __init__(self, backbone: Backbone, head: nn.Module, decoder: nn.Module | None, name: str = "out"):
         super().__init__()
@@ -27,9 +27,9 @@ class IntegralNet(nn.Module):
         return isinstance(self.head, RegressionHead)
 
     def forward(self, image: torch.Tensor) -> list[dict[str, Any]]:
-        """One output dict with unit `coords` (B,J,2|3) and, for map heads, raw `maps`."""
+        """One output dict with unit `coords` (B,J,2|3), the backbone `features` and, for map heads, raw `maps`."""
         feat = self.backbone(image)[-1]
         y = self.head(feat)
         if self.regresses_coords:
-            return [{"name": self.output_names[0], "coords": y}]
-        return [{"name": self.output_names[0], "coords": self.decoder(y), "maps": y}]
+            return [{"name": self.output_names[0], "coords": y, "features": feat}]
+        return [{"name": self.output_names[0], "coords": self.decoder(y), "maps": y, "features": feat}]

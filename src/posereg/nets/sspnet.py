@@ -292,7 +292,7 @@ class SSPNet(nn.Module):
             cur, h, d = self.blocks[s.name](f)
             lateral[s.level] = cur
             out = regress(h, d, self.ramp)
-            out.update(maps=h, name=s.name)
+            out.update(maps=h, name=s.name, features=cur)
             outputs.append(out)
             features.append(cur)
         return outputs, features

@@ -32,3 +32,28 @@ def mean_pose_chance(variant: str = "synth3d", split: str = "val", seed: int = 0
     metric = MPJPE(root_index=0, actions=None)
     metric.update(mean.expand_as(gt) + gt[:, :1], gt, gt_mask)
     return {k: float(v) for k, v in metric.compute().items()}
+
+
+def root_depth_chance(variant: str = "synth3d", split: str = "val", seed: int = 0, n_train: int = 2000,
+                      n_eval: int | None = None, input_size: int = 64, **knobs: Any) -> dict[str, float]:
+    """Mean |error| (mm) of two image-free root-depth guesses: the training mean, and a fitted box prior.
+
+    The box prior z = fx / W * extent (the root-depth MLP's form without the image) knows the crop
+    camera, so the box size, but not the person; its one parameter, the extent, is the training
+    median of z * W / fx (the L1-optimal constant).
+    """
+    train = SynthPose("train", None, input_size, None, seed=seed, variant=variant, **knobs)
+    if not train.has_3d:
+        raise ValueError(f"SynthPose variant {variant!r} has no 3D labels: the root-depth chance level needs them")
+    evaluated = SynthPose(split, None, input_size, None, seed=seed, variant=variant, **knobs)
+
+    def depth_and_focal(ds: SynthPose, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        samples = [ds[i] for i in range(n)]
+        return (torch.stack([s["root_depth"] for s in samples]).double(),
+                torch.stack([s["camera"][0] for s in samples]).double())
+
+    z_train, fx_train = depth_and_focal(train, n_train)
+    extent = float(torch.quantile(z_train * input_size / fx_train, 0.5))
+    z, fx = depth_and_focal(evaluated, len(evaluated) if n_eval is None else n_eval)
+    return {"mean_depth": float((z - z_train.mean()).abs().mean()),
+            "box_prior": float((z - fx / input_size * extent).abs().mean()), "box_extent_mm": extent}
