@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -212,8 +214,12 @@ class PoseModule(L.LightningModule):
                 metric.reset()
         if self.root_depth is not None:
             error = self.root_depth.errors[stage]
-            if error.update_count:
-                self.log(f"{stage}/root_depth_error", float(error.compute()), sync_dist=True)
+            with warnings.catch_warnings():
+                # every rank computes (the compute syncs under DDP), also one whose split had no 3D root
+                warnings.filterwarnings("ignore", message=".*before the ``update``.*")
+                value = float(error.compute())
+            if math.isfinite(value):
+                self.log(f"{stage}/root_depth_error", value, sync_dist=True)
             error.reset()
         self.final_extras[stage] = extras
 
