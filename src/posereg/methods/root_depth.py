@@ -9,6 +9,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from posereg.codecs import input_hw
+from posereg.metrics.batch import mask_3d
 from posereg.nets.root_depth import RootDepthMLP, root_depth_loss
 
 EVAL_MODES = ("gt", "estimated")
@@ -16,7 +17,7 @@ EVAL_MODES = ("gt", "estimated")
 
 def has_3d_root(batch: dict[str, Any]) -> torch.Tensor:
     """(B,) bool: samples whose root depth is a label (some joint carries a z weight)."""
-    return (batch["weights"][..., 2] > 0).any(dim=-1)
+    return mask_3d(batch).any(dim=-1)
 
 
 class RootDepthEstimator(nn.Module):
