@@ -164,3 +164,45 @@ def test_unlabelled_frames_with_non_finite_predictions_are_skipped():
         for key, value in want.items():
             assert math.isfinite(float(got[key])), (make.__name__, key)
             assert float(got[key]) == pytest.approx(float(value), rel=1e-12), (make.__name__, key)
+
+
+def test_functional_mpjpe_family_ignores_nan_and_inf_in_masked_joints():
+    """Masked-out joints holding NaN / inf / garbage change nothing: equal to the same data without them."""
+    gt = _poses(b=5, seed=8)
+    rot = torch.from_numpy(Rotation.random(5, random_state=9).as_matrix())
+    noise = torch.from_numpy(np.random.default_rng(10).normal(0, 60, size=gt.shape))
+    pred = 0.9 * torch.einsum("bij,bkj->bki", rot, gt + noise) + 250.0
+    mask = torch.from_numpy(np.random.default_rng(11).random((5, 17)) > 0.3)
+    mask[:, :4] = True  # at least 4 joints per frame for the fit
+    mask[2] = True  # one frame fully labelled
+    bad_pred, bad_gt = pred.clone(), gt.clone()
+    out = ~mask
+    bad_pred[out] = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=torch.float64)
+    bad_gt[out] = torch.tensor([float("inf"), 1e300, float("nan")], dtype=torch.float64)
+    bad_gt[0, ~mask[0], 1] = -float("inf")
+    # reference: each frame with its masked-out joints removed, pooled over (frame, joint) pairs
+    keep = [mask[b].nonzero().reshape(-1) for b in range(5)]
+    n = sum(len(k) for k in keep)
+    ref = {name: sum(float(fn(pred[b : b + 1, k], gt[b : b + 1, k])) * len(k) for b, k in enumerate(keep)) / n
+           for name, fn in (("mpjpe", F.mpjpe), ("pa_mpjpe", F.pa_mpjpe), ("n_mpjpe", F.n_mpjpe))}
+    ref["pa_rigid"] = sum(float(F.pa_mpjpe(pred[b : b + 1, k], gt[b : b + 1, k], scale=False)) * len(k)
+                          for b, k in enumerate(keep)) / n
+    got = {"mpjpe": F.mpjpe(bad_pred, bad_gt, mask), "pa_mpjpe": F.pa_mpjpe(bad_pred, bad_gt, mask),
+           "n_mpjpe": F.n_mpjpe(bad_pred, bad_gt, mask), "pa_rigid": F.pa_mpjpe(bad_pred, bad_gt, mask, scale=False)}
+    for name, value in got.items():
+        assert math.isfinite(float(value)), name
+        assert float(value) == pytest.approx(ref[name], rel=1e-9), name
+    # per frame: the Procrustes-aligned labelled joints and the N-MPJPE scale equal the clean fit
+    aligned = F.procrustes_align(bad_pred, bad_gt, mask)
+    scales = F.n_scale(bad_pred, bad_gt, mask)
+    for b, k in enumerate(keep):
+        clean = F.procrustes_align(pred[b : b + 1, k], gt[b : b + 1, k])[0]
+        torch.testing.assert_close(aligned[b, k], clean, rtol=1e-9, atol=1e-6)
+        assert float(scales[b]) == pytest.approx(float(F.n_scale(pred[b : b + 1, k], gt[b : b + 1, k])[0]), rel=1e-12)
+    # 3D PCK / AUC on the same data (pooled counts over the kept pairs)
+    flat_p = torch.cat([pred[b, k] for b, k in enumerate(keep)])[None]
+    flat_g = torch.cat([gt[b, k] for b, k in enumerate(keep)])[None]
+    for thr in (100.0, 150.0):
+        assert float(F.pck3d(bad_pred, bad_gt, mask, thr)) == pytest.approx(float(F.pck3d(flat_p, flat_g, None, thr)))
+    assert float(F.auc3d(bad_pred, bad_gt, mask)) == pytest.approx(float(F.auc3d(flat_p, flat_g)))
+    assert float(F.mpjpe(flat_p, flat_g)) == pytest.approx(ref["mpjpe"], rel=1e-12)

@@ -17,7 +17,8 @@ from posereg.metrics import COCO_STAT_NAMES, CocoKeypointAP
 from posereg.paths import real_slices_dir
 
 ANN = real_slices_dir() / "coco" / "test_coco.json"
-pytestmark = pytest.mark.skipif(not ANN.is_file(), reason="real COCO slice not present")
+# the pycocotools comparisons need the real slice; the oks() / computeOks test builds its own GT
+needs_slice = pytest.mark.skipif(not ANN.is_file(), reason="real COCO slice not present")
 
 
 def coco_people() -> list[dict]:
@@ -48,6 +49,7 @@ def direct_cocoeval(results: list[dict]) -> np.ndarray:
     return ev.stats
 
 
+@needs_slice
 def test_perfect_predictions_give_ap_one():
     anns = coco_people()
     kp = torch.tensor([np.reshape(a["keypoints"], (17, 3))[:, :2] for a in anns], dtype=torch.float64)
@@ -63,6 +65,7 @@ def test_perfect_predictions_give_ap_one():
     assert shifted.compute()["coco_ap"] < 1.0
 
 
+@needs_slice
 def test_perturbed_predictions_equal_direct_pycocotools():
     anns, kp, conf, box = perturbed()
     results = [{"image_id": a["image_id"], "category_id": 1,
@@ -94,6 +97,7 @@ def _batch_from(anns, kp_image: np.ndarray, conf: np.ndarray, box: np.ndarray, s
     return preds, batch
 
 
+@needs_slice
 def test_update_from_batch_with_and_without_ann_file():
     anns, kp, conf, box = perturbed(seed=1)
     preds, batch = _batch_from(anns, kp, conf, box)
@@ -112,6 +116,7 @@ def test_update_from_batch_with_and_without_ann_file():
     assert dup.compute() == a
 
 
+@needs_slice
 def test_unknown_image_id_is_a_data_error():
     m = CocoKeypointAP(ann_file=str(ANN))
     m.update(torch.zeros(1, 17, 2), [123456789])
@@ -119,6 +124,7 @@ def test_unknown_image_id_is_a_data_error():
         m.compute()
 
 
+@needs_slice
 def test_oks_nms_inside_the_metric_removes_duplicate_detections():
     """Two predictions of the same person (a duplicate detection) are a false positive unless OKS-NMS runs."""
     from posereg.metrics.coco import load_coco
@@ -140,3 +146,58 @@ def test_oks_nms_inside_the_metric_removes_duplicate_detections():
     single = CocoKeypointAP(ann_file=str(ANN), restrict_to_predicted_images=True)
     single.update(kp, ids[:3], box_scores=scores[:3], pred_area=areas[:3])
     assert nms.compute()["coco_ap"] == pytest.approx(single.compute()["coco_ap"])
+
+
+def _pycocotools_oks(gts: list[dict], dts: list[dict]) -> np.ndarray:
+    """pycocotools' own COCOeval.computeOks on one image: rows = detections by descending score."""
+    images = [{"id": 1}]
+    cats = [{"id": 1, "name": "person", "keypoints": [str(k) for k in range(17)]}]
+    anns = [dict(a, id=k + 1, image_id=1, category_id=1, iscrowd=0) for k, a in enumerate(gts)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": anns, "categories": cats}
+        gt.createIndex()
+        dt = gt.loadRes([dict(d, image_id=1, category_id=1) for d in dts])
+        ev = COCOeval(gt, dt, iouType="keypoints")
+        ev.params.imgIds = [1]
+        ev._prepare()
+        return np.asarray(ev.computeOks(1, 1))
+
+
+def test_oks_equals_pycocotools_compute_oks_with_box_fallback():
+    """oks() = computeOks for full, partial and zero-labelled GTs (COCO's expanded-box fallback)."""
+    from posereg.metrics.oks import oks
+
+    rng = np.random.default_rng(3)
+    base = rng.uniform(100, 160, (17, 2))
+    gts = []
+    boxes = ((17, [95.0, 90.0, 70.0, 80.0]), (6, [90.0, 100.0, 60.0, 50.0]), (0, [120.0, 110.0, 30.0, 40.0]))
+    for n_labelled, box in boxes:
+        v = np.zeros(17)
+        v[rng.permutation(17)[:n_labelled]] = rng.choice([1, 2], n_labelled)
+        xy = np.where(v[:, None] > 0, base + rng.normal(0, 3, (17, 2)), 0.0)
+        kp = np.concatenate([xy, v[:, None]], 1).reshape(-1).tolist()
+        gts.append({"keypoints": kp, "num_keypoints": n_labelled, "area": float(box[2] * box[3]), "bbox": box})
+    # detections: near the people, spread over and beyond the zero-labelled GT's expanded box
+    # (x in [90, 180], y in [70, 190]), one far outside it, one sitting exactly on its edges
+    dets = [base + rng.normal(0, s, (17, 2)) for s in (1.0, 5.0, 20.0, 60.0)]
+    dets.append(rng.uniform(0, 400, (17, 2)))
+    dets.append(np.tile([[90.0, 70.0]], (17, 1)) + np.array([[0.0, 0.0], [90.0, 120.0]] * 8 + [[45.0, 60.0]]))
+    scores = rng.permutation(len(dets)) / len(dets) + 0.05
+    results = [{"keypoints": np.concatenate([d, np.ones((17, 1))], 1).reshape(-1).tolist(), "score": float(s)}
+               for d, s in zip(dets, scores, strict=True)]
+    expect = _pycocotools_oks(gts, results)
+    order = np.argsort(-scores, kind="mergesort")
+    got = np.array([[oks(np.reshape(g["keypoints"], (17, 3))[:, :2], dets[i], g["area"],
+                         vis=np.reshape(g["keypoints"], (17, 3))[:, 2], box=g["bbox"]) for g in gts] for i in order])
+    assert expect.shape == got.shape == (6, 3)
+    np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-15)
+    fallback = got[:, 2]
+    assert 0.0 < fallback.min() < 0.5 and fallback[list(order).index(5)] == pytest.approx(1.0)  # edges: d = 0
+    # the same comparison in posereg pixels (+0.5): shift the keypoints and the box origin together
+    g0 = np.reshape(gts[2]["keypoints"], (17, 3))
+    shifted_box = np.asarray(gts[2]["bbox"]) + [0.5, 0.5, 0.0, 0.0]
+    assert oks(g0[:, :2] + 0.5, dets[3] + 0.5, gts[2]["area"], vis=g0[:, 2], box=shifted_box) == pytest.approx(
+        oks(g0[:, :2], dets[3], gts[2]["area"], vis=g0[:, 2], box=gts[2]["bbox"]), rel=1e-12)
+    with pytest.raises(ValueError, match="box"):
+        oks(g0[:, :2], dets[0], gts[2]["area"], vis=g0[:, 2])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -99,7 +100,8 @@ def test_pckh_invisible_joints_and_14_joint_pooling():
     m.update(pred, gt, mask, head)
     out = m.compute()
     assert float(out["pckh@0.5"]) == pytest.approx(100 * 12 / 13)
-    assert float(out["pckh@0.5/wrist"]) == 0.0  # r_wrist unlabelled (NaN), l_wrist wrong
+    # r_wrist never labelled in the set: the wrist column is undefined (official tables), not l_wrist alone
+    assert out["pckh@0.5/wrist"] is None
     # a joint set other than MPII-16 pools over all joints
     lsp = PCKh(joint_set="lsp14")
     lsp.update(pred[:, :14], gt[:, :14], None, head)
@@ -179,3 +181,74 @@ def test_pcp_hand_case():
     assert float(F.pcp(pred, gt, None, [(0, 1), (1, 2)])) == 50.0
     pred[0, 2, 1] = 5.0  # exactly alpha * length: correct
     assert float(F.pcp(pred, gt, None, [(0, 1), (1, 2)])) == 100.0
+
+
+def _brute_part_columns(pred, gt, mask, head, thr, parts):
+    """Python-loop per-part PCKh: per joint correct / labelled over the set, mean of the part's joints;
+    NaN when a joint of the part is never labelled (HRNet / official MPII tables)."""
+    out = {}
+    for part, joints in parts.items():
+        values = []
+        for j in joints:
+            correct = total = 0
+            for b in range(gt.shape[0]):
+                if mask[b, j]:
+                    d = math.dist(pred[b, j].tolist(), gt[b, j].tolist()) / float(head[b])
+                    total += 1
+                    correct += d <= thr
+            values.append(100.0 * correct / total if total else math.nan)
+        out[part] = sum(values) / len(values)
+    return out
+
+
+def test_pckh_part_columns_are_undefined_when_a_joint_is_never_labelled():
+    """Per-part columns = mean of per-joint PCKh over the set; None / NaN when one joint of the pair has no label."""
+    pred, gt, mask, head = _random(b=12, seed=3)
+    mask[:, MPII.index("r_wrist")] = False  # never labelled: wrist undefined
+    mask[:, MPII.index("l_ankle")] = False  # never labelled: ankle undefined
+    mask[4:, MPII.index("l_hip")] = False  # labelled in the first batch only: hip defined
+    mask[:, MPII.index("pelvis")] = False
+    batches = [slice(0, 4), slice(4, 9), slice(9, 12)]
+    metric = PCKh(thresholds=(0.5, 0.1))
+    for sl in batches:
+        metric.update(pred[sl], gt[sl], mask[sl], head[sl])
+    out = metric.compute()
+    # two processes' states summed as DDP's dist_reduce_fx="sum" does give the same columns
+    rank0, rank1 = PCKh(thresholds=(0.5, 0.1)), PCKh(thresholds=(0.5, 0.1))
+    rank0.update(pred[:5], gt[:5], mask[:5], head[:5])
+    rank1.update(pred[5:], gt[5:], mask[5:], head[5:])
+    rank0.merge_state(rank1)
+    merged = rank0.compute()
+    joints14 = [j for j in range(16) if j not in (6, 7)]
+    for thr in (0.5, 0.1):
+        expect = _brute_part_columns(pred, gt, mask, head, thr, MPII.parts)
+        functional = F.pckh_per_part(pred, gt, mask, head, MPII.parts, thr)
+        assert set(functional) == set(expect) == {"head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle"}
+        for part, value in expect.items():
+            key = f"pckh@{thr:g}/{part}"
+            if math.isnan(value):
+                assert part in ("wrist", "ankle")
+                assert out[key] is None and merged[key] is None, key
+                assert math.isnan(float(functional[part])), key
+            else:
+                assert float(out[key]) == pytest.approx(value, abs=1e-9), key
+                assert float(merged[key]) == pytest.approx(value, abs=1e-9), key
+                assert float(functional[part]) == pytest.approx(value, abs=1e-9), key
+        # the pooled total, the curve and the AUC are unchanged: brute force over the 14 joints
+        total = _brute_pckh(pred, gt, mask, head, thr, joints14)
+        assert float(out[f"pckh@{thr:g}"]) == pytest.approx(total, abs=1e-9)
+        assert float(merged[f"pckh@{thr:g}"]) == pytest.approx(total, abs=1e-9)
+        assert float(F.pckh(pred, gt, mask, head, thr)) == pytest.approx(total, abs=1e-9)
+    curve = [_brute_pckh(pred, gt, mask, head, k / 100, joints14) for k in range(51)]
+    torch.testing.assert_close(out["pckh_curve"], torch.tensor(curve, dtype=torch.float64), rtol=0, atol=1e-9)
+    assert float(out["auc"]) == pytest.approx(sum(curve) / 51, abs=1e-9)
+    assert float(merged["auc"]) == pytest.approx(sum(curve) / 51, abs=1e-9)
+    trap = PCKh(auc_method="trapezoid")
+    trap.update(pred, gt, mask, head)
+    area = sum((curve[k] + curve[k + 1]) / 2 * 0.01 for k in range(50)) / 0.5
+    assert float(trap.compute()["auc"]) == pytest.approx(area, abs=1e-9)
+    # part columns go to metrics.json extras as plain values (tensor.tolist()): undefined ones become
+    # null, not a bare NaN token
+    parts = {k: (v.tolist() if torch.is_tensor(v) else v) for k, v in out.items() if "/" in k}
+    assert len(parts) == 14 and parts["pckh@0.5/wrist"] is None
+    assert json.loads(json.dumps(parts, allow_nan=False))["pckh@0.1/ankle"] is None

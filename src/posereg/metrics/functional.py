@@ -7,6 +7,12 @@ Conventions (binding definitions: ``../shared/notes/metrics.md``):
 * 3D PCK: a joint is correct iff its error is ``< thr`` mm (MPI-INF-3DHP).
 * Percentages are returned in 0-100, lengths in the input unit (mm for 3D).
 * Pooled values are ``sum(correct) / sum(labelled)`` over (frame, joint) pairs.
+* Masked-out joints never influence a result, whatever they hold (NaN, inf, garbage): they are
+  removed by selection (``torch.where`` / boolean indexing) before any arithmetic, never by
+  multiplying with a 0 mask (``0 * nan = nan``).
+* Per-part PCK/PCKh (``part_percent``): the mean of the per-joint values of the part's joints (left/right
+  pair), each ``correct / labelled`` of that joint over the set; NaN when a joint of the part has no
+  label in the set (HRNet / official MPII tables).
 
 Counting helpers (``*_counts``) return sums that torchmetrics states accumulate; the scalar
 functions are the same computation divided at once.
@@ -14,7 +20,7 @@ functions are the same computation divided at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -49,6 +55,11 @@ def joint_errors(pred: Tensor, gt: Tensor) -> Tensor:
 
 def _mask(mask: Tensor | None, like: Tensor) -> Tensor:
     return torch.ones(like.shape, dtype=torch.bool, device=like.device) if mask is None else mask.bool()
+
+
+def _select(x: Tensor, m: Tensor) -> Tensor:
+    """x (B,J,C) with the joints where m (B,J) is False set to 0 by selection (NaN/inf there are dropped)."""
+    return torch.where(m[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 # ------------------------------------------------------------------------------------------------ 2D PCK
@@ -107,6 +118,36 @@ def pck(
     """PCK pooled over all labelled (frame, joint) pairs outside ``excluded``, percent (0-d)."""
     c, t = pck_counts(pred, gt, mask, normalizer, [threshold])
     return pooled_percent(c[0], t, included_joints(gt.shape[1], excluded))
+
+
+def part_percent(correct: Tensor, total: Tensor, parts: Mapping[str, Sequence[int]]) -> dict[str, Tensor]:
+    """Per-part columns from per-joint counts: correct (...,J), total (J,) -> {part: (...) percent}.
+
+    A part's value is the mean of the per-joint PCK(h) ``100 * correct_j / labelled_j`` of its joints
+    (e.g. the left/right pair), as the HRNet / official MPII tables; it is NaN when any joint of the
+    part has no label in the evaluated set (the labelled side alone is *not* reported as the part).
+    Counts summed over batches or processes give the same columns as one pass over the whole set.
+    """
+    per_joint = ratio_percent(correct, total.expand_as(correct))
+    out: dict[str, Tensor] = {}
+    for part, idx in parts.items():
+        sel = torch.as_tensor(list(idx), dtype=torch.long, device=total.device)
+        out[part] = per_joint[..., sel].mean(-1)  # a NaN joint makes the part NaN
+    return out
+
+
+def pckh_per_part(
+    pred: Tensor,
+    gt: Tensor,
+    mask: Tensor | None,
+    head_size: Tensor,
+    parts: Mapping[str, Sequence[int]],
+    threshold: float = 0.5,
+) -> dict[str, Tensor]:
+    """PCKh per part in percent (0-d each): mean of the per-joint PCKh of the part's joints, NaN when one
+    of them has no label in the set (see :func:`part_percent`); ``parts`` e.g. ``JointSet.parts``."""
+    c, t = pck_counts(pred, gt, mask, head_size, [threshold])
+    return part_percent(c[0], t, parts)
 
 
 def pckh(
@@ -175,14 +216,16 @@ def pcp(
 def procrustes_align(pred: Tensor, gt: Tensor, mask: Tensor | None = None, scale: bool = True) -> Tensor:
     """Per-frame similarity (or rigid, ``scale=False``) Procrustes of pred onto gt, no reflections.
 
-    Fitted on the masked joints with float64 SVD (Umeyama); returns the aligned pred for all joints.
+    Fitted on the masked joints with float64 SVD (Umeyama); masked-out joints do not enter the fit
+    whatever they hold (NaN/inf included). Returns the aligned pred for all joints (a masked-out
+    joint is transformed as is: a NaN there stays NaN, in that joint only).
     """
     p, g = pred.double(), gt.double()
-    w = _mask(mask, p[..., 0]).double()[..., None]  # (B,J,1)
-    n = w.sum(1, keepdim=True).clamp_min(1)
-    mu_p, mu_g = (w * p).sum(1, keepdim=True) / n, (w * g).sum(1, keepdim=True) / n
-    x, y = p - mu_p, g - mu_g
-    h = (w * x).transpose(1, 2) @ y  # (B,3,3) = sum_j x_j y_j^T
+    m = _mask(mask, p[..., 0])  # (B,J)
+    n = m.sum(1).double().clamp_min(1)[:, None, None]
+    mu_p, mu_g = _select(p, m).sum(1, keepdim=True) / n, _select(g, m).sum(1, keepdim=True) / n
+    x, y = _select(p - mu_p, m), _select(g - mu_g, m)
+    h = x.transpose(1, 2) @ y  # (B,3,3) = sum_j x_j y_j^T over the masked joints
     u, s, vt = torch.linalg.svd(h)
     d = torch.sign(torch.linalg.det(vt.transpose(1, 2) @ u.transpose(1, 2)))
     d = torch.where(d == 0, torch.ones_like(d), d)
@@ -190,28 +233,32 @@ def procrustes_align(pred: Tensor, gt: Tensor, mask: Tensor | None = None, scale
     signs[:, -1] = d
     r = vt.transpose(1, 2) @ torch.diag_embed(signs) @ u.transpose(1, 2)  # y ~ s R x
     if scale:
-        var = (w * x * x).sum((1, 2))
+        var = (x * x).sum((1, 2))
         c = (s * signs).sum(-1) / var.clamp_min(torch.finfo(torch.float64).tiny)
     else:
         c = torch.ones_like(s[:, 0])
-    return c[:, None, None] * (x @ r.transpose(1, 2)) + mu_g
+    return c[:, None, None] * ((p - mu_p) @ r.transpose(1, 2)) + mu_g
 
 
 def n_scale(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Per-frame optimal scale s = sum<p,g> / sum<p,p> over masked joints, (B,)."""
-    p, g = pred.double(), gt.double()
-    w = _mask(mask, p[..., 0]).double()[..., None]
-    pp = (w * p * p).sum((1, 2))
-    return (w * p * g).sum((1, 2)) / pp.clamp_min(torch.finfo(torch.float64).tiny)
+    """Per-frame optimal scale s = sum<p,g> / sum<p,p> over masked joints (others ignored whatever they hold), (B,)."""
+    m = _mask(mask, pred[..., 0])
+    p, g = _select(pred.double(), m), _select(gt.double(), m)
+    pp = (p * p).sum((1, 2))
+    return (p * g).sum((1, 2)) / pp.clamp_min(torch.finfo(torch.float64).tiny)
 
 
 def _masked_mean(err: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of err (B,J) over the masked pairs, by selection: NaN/inf at masked-out pairs are ignored."""
     m = _mask(mask, err)
-    return (err * m).sum() / m.sum().clamp_min(1)
+    return torch.where(m, err, torch.zeros((), dtype=err.dtype, device=err.device)).sum() / m.sum().clamp_min(1)
 
 
 def mpjpe(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Mean per-joint position error over the masked (frame, joint) pairs (no alignment)."""
+    """Mean per-joint position error over the masked (frame, joint) pairs (no alignment).
+
+    Masked-out joints are ignored whatever they hold (NaN, inf); 0 when no pair is masked in.
+    """
     return _masked_mean(joint_errors(pred, gt), mask)
 
 

@@ -1,4 +1,12 @@
-"""MPII PCKh, its 0..0.5 curve, AUC and per-part columns as a torchmetrics Metric."""
+"""MPII PCKh, its 0..0.5 curve, AUC and per-part columns as a torchmetrics Metric.
+
+Per-part columns (``pckh@<thr>/<part>``) follow the HRNet / official MPII tables: the mean of the
+per-joint PCKh (correct / labelled for that joint over the whole evaluated set) of the part's joints.
+A part with a joint that has no label anywhere in the set is undefined: ``compute()`` returns
+``None`` for it (stored as ``null`` in metrics.json extras, where a float NaN would be written as a
+bare, non-standard ``NaN`` token); it is never replaced by the labelled side alone. The pooled
+``pckh@<thr>``, the curve and the AUC do not depend on this rule.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,14 @@ from torchmetrics import Metric
 
 from posereg.errors import ConfigError
 from posereg.metrics import batch as mb
-from posereg.metrics.functional import CURVE_THRESHOLDS_2D, auc, included_joints, pck_counts, pooled_percent
+from posereg.metrics.functional import (
+    CURVE_THRESHOLDS_2D,
+    auc,
+    included_joints,
+    part_percent,
+    pck_counts,
+    pooled_percent,
+)
 from posereg.skeletons import get_joint_set
 
 HEAD_COLUMNS = ("head_top", "neck_head_top")
@@ -27,8 +42,14 @@ class PCKh(Metric):
     * ``pckh@0.1`` uses exactly 0.10 (not HRNet's curve index 11 = 0.11);
     * ``pckh_curve``: pooled PCKh at 0, 0.01, ..., 0.50; ``auc``: its mean (``auc_method="mean"``,
       Integral paper) or ``trapz / 0.5`` (``"trapezoid"``, official MATLAB);
-    * ``pckh@<thr>/<part>``: mean of the per-joint PCKh of the part's joints (left/right pair);
+    * ``pckh@<thr>/<part>``: mean of the per-joint PCKh of the part's joints (left/right pair), each
+      joint's PCKh being its correct / labelled counts over the whole set (HRNet / official tables);
+      ``None`` (JSON ``null``) when a joint of the part has no label in the set, never the labelled
+      side alone (:func:`posereg.metrics.functional.part_percent` gives NaN there);
       ``head_column="head_top"`` (default) or ``"neck_head_top"`` (the MATLAB table's Head column).
+
+    States are per-threshold, per-joint ``correct`` and per-joint ``total`` counts summed across
+    batches and processes (``dist_reduce_fx="sum"``), so every output equals one pass over the set.
     """
 
     full_state_update = False
@@ -77,19 +98,30 @@ class PCKh(Metric):
         pred = mb.require(preds, "joints_2d_image", "PCKh")
         self.update(pred, mb.gt_2d_image(batch), mb.mask_2d(batch), mb.head_size_image(batch))
 
-    def compute(self) -> dict[str, Tensor]:
-        """pckh@<thr>, pckh_curve, auc and per-part pckh@<thr>/<part>, percent."""
+    def compute(self) -> dict[str, Tensor | None]:
+        """pckh@<thr>, pckh_curve, auc and per-part pckh@<thr>/<part> (None when undefined), percent."""
         pooled = pooled_percent(self.correct, self.total, self.included)
         n_curve = len(CURVE_THRESHOLDS_2D)
         curve = pooled[:n_curve]
-        out: dict[str, Tensor] = {"pckh_curve": curve, "auc": auc(curve, CURVE_THRESHOLDS_2D, self.auc_method)}
-        per_joint = torch.where(
-            self.total > 0, 100.0 * self.correct / self.total.clamp_min(1), torch.full_like(self.correct, torch.nan)
-        )
+        out: dict[str, Tensor | None] = {"pckh_curve": curve, "auc": auc(curve, CURVE_THRESHOLDS_2D, self.auc_method)}
         for thr in self.report:
             k = self.all_thresholds.index(thr)
             name = f"pckh@{thr:g}"
             out[name] = pooled[k]
-            for part, idx in self.parts.items():
-                out[f"{name}/{part}"] = per_joint[k, list(idx)].nanmean()
+            for part, value in part_percent(self.correct[k], self.total, self.parts).items():
+                out[f"{name}/{part}"] = value if bool(torch.isfinite(value)) else None
         return out
+
+
+class ProxyPCKh(PCKh):
+    """PCKh with the head-segment proxy normalizer: every output name says ``pckh_proxy``."""
+
+    def compute(self) -> dict[str, Any]:
+        return {k.replace("pckh", "pckh_proxy", 1) if k.startswith("pckh") else f"{k}_proxy": v
+                for k, v in super().compute().items()}
+
+
+def mpii_pckh(head_size_proxy: bool = False, **kwargs: Any) -> PCKh:
+    """The PCKh metric for MPII; with the head-segment proxy its outputs are named pckh_proxy@... / auc_proxy."""
+    return ProxyPCKh(**kwargs) if head_size_proxy else PCKh(**kwargs)
+
