@@ -197,5 +197,5 @@ class COCODataset(RecordDataset):
                  skip_bad_records: bool = False, setting: str = "data.root") -> None:
         records, self.ann_path = load_records(root, split, ann_file, image_dir, bbox_file, det_score_thr,
                                               input_size, box_padding, skip_bad_records, setting)
-        super().__init__(records, joint_set, input_size, augment, seed, split)
+        super().__init__(records, joint_set, input_size, augment, seed, split, skip_bad_records=skip_bad_records)
         self.detections = bool(bbox_file)

@@ -198,7 +198,7 @@ class H36MDataset(RecordDataset):
                  setting: str = "data.root") -> None:
         records = load_records(root, split, protocol, ann_files, camera_file, image_dir, crop, labels_2d,
                                eval_step, train_step, subjects, box_mm, skip_bad_records, setting)
-        super().__init__(records, joint_set, input_size, augment, seed, split)
+        super().__init__(records, joint_set, input_size, augment, seed, split, skip_bad_records=skip_bad_records)
 
 
 def distorted_crop_projection(joints_3d: np.ndarray, camera: Camera, crop_to_image: np.ndarray) -> np.ndarray:

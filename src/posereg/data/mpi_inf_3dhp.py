@@ -123,4 +123,4 @@ class MPIINF3DHPDataset(RecordDataset):
                  skip_bad_records: bool = False, setting: str = "data.root") -> None:
         records = load_records(root, split, ann_file, camera_file, image_dir, crop, labels_2d, eval_step,
                                train_step, subjects, box_mm, skip_bad_records, setting)
-        super().__init__(records, joint_set, input_size, augment, seed, split)
+        super().__init__(records, joint_set, input_size, augment, seed, split, skip_bad_records=skip_bad_records)

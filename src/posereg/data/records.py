@@ -18,16 +18,20 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from posereg.data.decode import Region, check_decoder, decode_for_crop
 from posereg.data.transforms import (
     AugmentConfig,
     Photometric,
     apply_crop_params,
-    crop_sample,
+    crop_labels,
+    identity_values,
     map_labels,
     sample_crop_params,
     to_tensor_image,
+    warp_image,
 )
 from posereg.errors import ConfigError, DataError
+from posereg.geometry import crop_transform
 from posereg.skeletons import check_mappable, get_joint_set
 
 T = TypeVar("T")
@@ -71,8 +75,7 @@ def read_image(path: Path | str, where: str) -> np.ndarray:
             im.load()  # decodes everything: a truncated file raises here, not later
             rgb = im.convert("RGB")
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"{where}: image {path} cannot be decoded ({e}); re-extract or replace the file, "
-                        "or set skip_bad_records=true to drop it") from None
+        raise DataError(f"{where}: image {path} cannot be decoded ({e}); re-extract or replace the file") from None
     return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -170,10 +173,15 @@ def sample_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: meta.get(k, v) for k, v in META_DEFAULTS.items()}
 
 
-def make_sample(rec: PoseRecord, image: np.ndarray, src: str, dst: str, input_size: Any,
-                augment: AugmentConfig | None, rng: np.random.Generator,
+def make_sample(rec: PoseRecord, image: np.ndarray | Callable[[np.ndarray], Region], src: str, dst: str,
+                input_size: Any, augment: AugmentConfig | None, rng: np.random.Generator,
                 photometric: Photometric | None = None) -> dict[str, Any]:
-    """The DESIGN section 2 sample of one record, through the shared crop pipeline of ``transforms``."""
+    """The DESIGN section 2 sample of one record, through the shared crop pipeline of ``transforms``.
+
+    ``image`` is the decoded original image, or a function of the image->crop affine that decodes
+    only what that crop reads (:func:`posereg.data.decode.decode_for_crop`); labels come from the
+    affine alone, so both give the same labels, camera and crop_to_image.
+    """
     src_js = get_joint_set(src)
     params = sample_crop_params(augment, rng)
     aspect = float(rec.box_size[0] / rec.box_size[1])
@@ -181,18 +189,26 @@ def make_sample(rec: PoseRecord, image: np.ndarray, src: str, dst: str, input_si
     has_3d = rec.joints_3d is not None
     vis3 = rec.visible_3d if has_3d and rec.visible_3d is not None else np.zeros(len(rec.visible))
     weights = np.stack([rec.visible, rec.visible, vis3 if has_3d else np.zeros_like(vis3)], axis=-1)
-    crop = crop_sample(image, rec.joints_2d, center, (side * aspect, side), input_size, params.rotation,
-                       params.flip, src_js.flip_index, joints_3d=rec.joints_3d, camera=rec.camera,
-                       weights=weights)
+    A = crop_transform(center, (side * aspect, side), input_size, params.rotation, params.flip)
+    crop = crop_labels(A, rec.joints_2d, input_size, params.flip, src_js.flip_index, rec.joints_3d, rec.camera,
+                       weights)
+    region = image(A) if callable(image) else Region(image)
+    crop.image = warp_image(region.pixels, A, input_size, region.to_image)
     if augment is None:
         # Evaluation protocols count every labelled joint, also those outside the crop.
         crop.weights[:, :2] = weights[:, :2]
-    pixels = photometric(crop.image, rng) if photometric is not None and augment is not None else crop.image
+    pixels, values = crop.image, None
+    if photometric is not None and augment is not None:
+        draw = photometric.draw(rng, pixels.shape)
+        if draw.pixel_ops:
+            pixels = photometric.apply(pixels, draw)
+        elif draw.pointwise:  # fused into the normalization's lookup tables: one pass over the crop less
+            values = draw.values(identity_values())
     j2, w, j3 = map_labels(crop.joints_2d, crop.weights, src, dst, crop.joints_3d, crop.camera)
     n = len(j2)
     root_depth = float(crop.joints_3d[src_js.root, 2]) if has_3d else 0.0
     sample = {
-        "image": torch.from_numpy(to_tensor_image(pixels)),
+        "image": torch.from_numpy(to_tensor_image(pixels, values=values)),
         "joints_2d": torch.from_numpy(np.asarray(j2, dtype=np.float32)),
         "joints_3d": torch.from_numpy(np.zeros((n, 3), np.float32) if j3 is None else np.asarray(j3, np.float32)),
         "weights": torch.from_numpy(np.asarray(w, dtype=np.float32)),
@@ -223,9 +239,13 @@ class RecordDataset(Dataset):
         return {"has_2d": cls.has_2d, "has_3d": cls.has_3d, "joint_set": cls.source_joint_set}
 
     def __init__(self, records: list[PoseRecord], joint_set: str | None = None, input_size: Any = 256,
-                 augment: Any = None, seed: int = 0, split: str = "train") -> None:
+                 augment: Any = None, seed: int = 0, split: str = "train", skip_bad_records: bool = False,
+                 decoder: str = "auto") -> None:
         self.records = records
         self.split = split
+        self.skip_bad_records = bool(skip_bad_records)
+        self.decoder = check_decoder(decoder)  # posereg.data.decode.DECODERS; "pil" decodes whole images as before
+        self._unreadable: set[int] = set()
         self.joint_set = get_joint_set(joint_set or self.source_joint_set).name
         check_mappable(self.source_joint_set, self.joint_set)
         self.input_size = input_size
@@ -244,12 +264,42 @@ class RecordDataset(Dataset):
         self._draws += 1
         return np.random.default_rng([self.seed, index, self._draws, torch.initial_seed() % 2**32])
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def load(self, index: int) -> dict[str, Any]:
+        """The sample of record index; DataError naming the file when its image cannot be decoded."""
         rec = self.records[index]
         where = record_name(rec.meta.get("image", rec.image), f"{self.name} index {index}")
-        image = read_image(rec.image, where)
-        return make_sample(rec, image, self.source_joint_set, self.joint_set, self.input_size, self.augment,
+
+        def pixels(A: np.ndarray) -> Region:
+            return decode_for_crop(rec.image, A, self.input_size, where, self.decoder)
+
+        return make_sample(rec, pixels, self.source_joint_set, self.joint_set, self.input_size, self.augment,
                            self.rng(index), self.photometric)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """load(index); while training with skip_bad_records, an unreadable image gives the next readable record."""
+        if not (self.skip_bad_records and self.split == "train"):
+            try:
+                return self.load(index)
+            except DataError as e:
+                raise DataError(f"{e}{self._skip_hint()}") from None
+        n = len(self.records)
+        for k in range(n):
+            i = (index + k) % n
+            if i in self._unreadable:
+                continue
+            try:
+                return self.load(i)
+            except DataError as e:
+                self._unreadable.add(i)
+                warnings.warn(f"{self.name} {self.split}: skipping an unreadable image (skip_bad_records=true): {e}",
+                              stacklevel=2)
+        raise DataError(f"{self.name} {self.split}: no record has a readable image ({n} tried)")
+
+    def _skip_hint(self) -> str:
+        """What skip_bad_records can do about an unreadable image in this split."""
+        if self.split != "train":
+            return " (evaluation never skips records: skip_bad_records=true skips unreadable images only in training)"
+        return "; or set skip_bad_records=true to skip unreadable images in training"
 
 
 def for_split(value: Any, split: str, setting: str) -> Any:

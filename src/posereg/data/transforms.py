@@ -7,7 +7,9 @@ Every dataset (SynthPose and the real adapters) goes through the same steps:
 3. ``crop = crop_sample(image, joints_2d, center, size, input_size, params.rotation, params.flip,
    flip_index, joints_3d=..., camera=..., weights=...)`` warps the image with cv2 and moves every
    label with the same affine (rotation about the optical axis and X negation for 3D, see
-   ``posereg.geometry``); joints outside the crop get x,y weight 0,
+   ``posereg.geometry``); joints outside the crop get x,y weight 0 (real datasets take the same steps
+   through ``crop_labels`` and ``warp_image``, which reads only the window of the JPEG that
+   ``posereg.data.decode`` decoded for that affine),
 4. ``Photometric(augment)(crop.image, rng)`` applies the photometric / occlusion ops (albumentations'
    distributions, a fused lookup table for the pointwise ones),
 5. ``map_labels`` moves the labels into the configured joint set; ``to_tensor_image`` normalizes.
@@ -28,6 +30,7 @@ from posereg.errors import ConfigError
 from posereg.geometry import (
     affine_scale,
     apply_affine,
+    compose_affine,
     crop_camera,
     crop_points_transform,
     crop_transform,
@@ -175,9 +178,22 @@ def crop_sample(image: np.ndarray, joints_2d: np.ndarray, center: Any, size: Any
     """Crop + warp an original image (HxWx3 uint8) around a box and transform every label consistently."""
     A = crop_transform(center, size, out_size, rotation, flip)
     crop = crop_labels(A, joints_2d, out_size, flip, flip_index, joints_3d, camera, weights)
-    crop.image = cv2.warpAffine(image, cv2_affine(A), warp_size(out_size), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+    crop.image = warp_image(image, A, out_size, border_value=border_value)
     return crop
+
+
+def warp_image(image: np.ndarray, A: np.ndarray, out_size: Any, to_image: np.ndarray | None = None,
+               border_value: Any = 0) -> np.ndarray:
+    """The out_size crop by the image->crop affine A of an image, or of pixels that ``to_image`` maps into it.
+
+    ``to_image`` (2,3) takes the pixels of ``image`` to the original image's (a decoded window at a
+    reduced scale, :class:`posereg.data.decode.Region`), so one warp reads them directly. A 4-channel
+    RGBX image (OpenCV warps 4 channels faster than 3) gives its RGB crop.
+    """
+    M = A if to_image is None else compose_affine(A, to_image)
+    out = cv2.warpAffine(image, cv2_affine(M), warp_size(out_size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+    return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB) if out.ndim == 3 and out.shape[2] == 4 else out
 
 
 @dataclass
