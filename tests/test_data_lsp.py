@@ -14,6 +14,7 @@ from torch.utils.data import default_collate
 from posereg.data import lsp
 from posereg.errors import ConfigError
 from posereg.metrics.batch import gt_2d_image
+from posereg.metrics.lsp import lsp_pck
 
 
 def make_lsp(root: Path, n: int, extended: bool, seed: int = 0) -> np.ndarray:
@@ -65,16 +66,16 @@ def test_pck_and_pcp_perfect_and_wrong(tmp_path):
     ds = lsp.LSPDataset(tmp_path, split="train", input_size=32, box="joints")
     batch = default_collate([ds[i] for i in range(len(ds))])
     gt = gt_2d_image(batch)
-    m = lsp.lsp_pck(centric="observer")
+    m = lsp_pck(centric="observer")
     m.update_from_batch({"joints_2d_image": gt}, batch)
     out = m.compute()
     assert float(out["pck_oc@0.2"]) == pytest.approx(100.0) and float(out["pcp_oc"]) == pytest.approx(100.0)
-    m = lsp.lsp_pck()
+    m = lsp_pck()
     m.update_from_batch({"joints_2d_image": gt + 1000.0}, batch)
     out = m.compute()
     assert float(out["pck_pc@0.2"]) == 0.0 and float(out["pcp_pc"]) == 0.0
     # hand example: one frame, only the right lower leg's ankle off by 0.6 x its length -> 1 of 9 segments wrong
-    m = lsp.lsp_pck()
+    m = lsp_pck()
     g = torch.zeros(1, 14, 2)
     g[0, :, 0] = torch.arange(14) * 10.0
     g[0, :, 1] = torch.arange(14) * 7.0

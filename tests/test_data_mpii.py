@@ -15,6 +15,7 @@ from posereg.data import mpii
 from posereg.errors import ConfigError
 from posereg.metrics import PCKh
 from posereg.metrics.batch import gt_2d_image, head_size_image
+from posereg.metrics.pckh import mpii_pckh
 from posereg.paths import real_slices_dir
 
 SLICE = real_slices_dir() / "mpii"
@@ -88,7 +89,7 @@ def test_pckh_refused_without_head_boxes_unless_proxy():
     j = np.array(RAW[0]["joints"])
     expect = 0.6 * np.sqrt(2) * np.linalg.norm(j[9] - j[8])
     assert float(head_size_image(batch)[0]) == pytest.approx(expect, rel=1e-5)
-    m = mpii.mpii_pckh(head_size_proxy=True)
+    m = mpii_pckh(head_size_proxy=True)
     m.update_from_batch({"joints_2d_image": gt_2d_image(batch)}, batch)
     out = m.compute()
     assert float(out["pckh_proxy@0.5"]) == pytest.approx(100.0)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from posereg.codecs import CoordTargets, HeatmapCodec, HeatmapTargets
 from posereg.errors import ConfigError
-from posereg.losses import PoseLoss, coord_loss, heatmap_loss
+from posereg.losses import CoordLoss, GaussianHeatmapMSE, PoseLoss, coord_loss, heatmap_loss
 
 torch.set_num_threads(1)
 
@@ -93,8 +93,8 @@ def test_heatmap_loss_values_match_torch():
 def test_pose_loss_terms_per_output_and_total():
     coords = torch.rand(2, 4, 2) * 0.8 + 0.1
     targets = CoordTargets(coords, torch.ones(2, 4, 2))
-    codec = HeatmapCodec("gaussian", input_size=32, sigma=1.0)
-    loss = PoseLoss("l1", "mse", codec)
+    loss = PoseLoss({"coord": CoordLoss("l1", weight=1.0),
+                     "heatmap": GaussianHeatmapMSE(1.0, ramp="center", input_size=32, sigma=1.0, space="logits")})
     outs = [{"name": f"stage{k}", "coords": torch.rand(2, 4, 2), "maps": torch.randn(2, 4, 8, 8)} for k in (1, 2)]
     r = loss(outs, targets, {"coord": 2.0, "heatmap": 0.5})
     assert set(r) == {"total", "coord", "heatmap", "coord@stage1", "coord@stage2", "heatmap@stage1", "heatmap@stage2"}
@@ -102,5 +102,5 @@ def test_pose_loss_terms_per_output_and_total():
     assert r["total"].item() == pytest.approx(2.0 * r["coord"].item() + 0.5 * r["heatmap"].item(), rel=1e-6)
     only = loss(outs[:1], targets, {"coord": 0.0, "heatmap": 1.0})
     assert set(only) == {"total", "heatmap"}
-    with pytest.raises(ConfigError, match="no heat maps"):
+    with pytest.raises(ConfigError, match="has no 'maps'"):
         loss([{"name": "out", "coords": coords}], targets, {"heatmap": 1.0})

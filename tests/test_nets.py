@@ -1,6 +1,8 @@
-"""Networks: timm backbone wrapper, deconv / regression heads, single- and multi-stage nets."""
+"""Networks: timm backbone wrapper, deconv / regression heads, single- and multi-stage nets, the cut parser."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import pytest
 import timm
@@ -8,7 +10,16 @@ import torch
 
 from posereg.codecs import MapDecoder
 from posereg.errors import ConfigError
-from posereg.nets import Backbone, DeconvHead, IntegralNet, MultiStageNet, RegressionHead
+from posereg.nets import (
+    Backbone,
+    DeconvHead,
+    HeatmapNet,
+    MultiStageNet,
+    RegressionHead,
+    RegressionNet,
+    deconv_head,
+    parse_cut,
+)
 
 torch.set_num_threads(1)
 
@@ -22,7 +33,7 @@ def test_backbone_levels_and_shapes():
 
 
 def test_backbone_hrnet_incre_is_stride32_dropin():
-    bb = Backbone("hrnet_w32", out_indices=[4], feature_location="incre")
+    bb = Backbone("hrnet_w32", out_indices=[4], timm_kwargs={"feature_location": "incre"})
     assert bb.out_channels == 1024 and bb.out_stride == 32
 
 
@@ -64,20 +75,32 @@ def test_regression_head_centre_offset():
     assert y.shape == (2, 4, 3) and torch.all(y == 0.5)
 
 
-def test_integral_net_outputs_in_unit_range():
-    net = IntegralNet(Backbone("resnet18", out_indices=[4]), DeconvHead(512, 6, num_deconv=2, width=16),
-                      MapDecoder("integral"))
+def _head(num_deconv: int = 2, width: int = 16, depth_bins: int = 64, heatmap_stride: int | None = None):
+    return partial(deconv_head, num_deconv=num_deconv, heatmap_stride=heatmap_stride, width=width,
+                   depth_bins=depth_bins)
+
+
+def test_heatmap_net_outputs_in_unit_range_and_regression_net():
+    net = HeatmapNet(Backbone("resnet18", out_indices=[4]), _head(), MapDecoder("integral"), num_joints=6, dims=2)
     out = net(torch.randn(2, 3, 64, 64))
-    assert len(out) == 1 and out[0]["name"] == "out"
+    assert len(out) == 1 and out[0]["name"] == "out" and net.output_names == ["out"]
     assert out[0]["maps"].shape == (2, 6, 8, 8) and out[0]["coords"].shape == (2, 6, 2)
     c = out[0]["coords"]
     assert torch.all((c > 0) & (c < 1))
+    vol = HeatmapNet(Backbone("resnet18"), _head(heatmap_stride=16, depth_bins=4), MapDecoder("integral"), 6, 3)
+    assert vol(torch.randn(1, 3, 64, 64))[0]["maps"].shape == (1, 6, 4, 4, 4)  # stride 16 -> one deconv
+    r1 = RegressionNet(Backbone("resnet18"), num_joints=6, dims=3)
+    assert r1(torch.randn(2, 3, 64, 64))[0]["coords"].shape == (2, 6, 3) and not r1.produces_maps
+    with pytest.raises(ConfigError, match="divisible"):
+        RegressionNet(Backbone("resnet18"), num_joints=6, dims=2, input_size=100)
+    with pytest.raises(ConfigError, match="heatmap_stride"):
+        HeatmapNet(Backbone("resnet18"), _head(heatmap_stride=3), MapDecoder("integral"), 6, 2)
 
 
 def test_multistage_every_stage_and_stage_dependency():
     torch.manual_seed(0)
-    net = MultiStageNet("resnet18", num_joints=4, decoder=MapDecoder("integral"), num_stages=3,
-                        depth_bins=4, num_deconv=1, width=8)
+    net = MultiStageNet(Backbone("resnet18"), _head(num_deconv=1, width=8, depth_bins=4), MapDecoder("integral"),
+                        num_stages=3, num_joints=4, dims=3)
     x = torch.randn(2, 3, 64, 64)
     net.eval()
     outs = net(x)
@@ -88,6 +111,39 @@ def test_multistage_every_stage_and_stage_dependency():
         net.stages[0].head.final.bias.add_(1.0 + torch.arange(16.0))
         outs2 = net(x)
     assert not torch.allclose(outs2[1]["maps"], outs[1]["maps"])
-    assert len(net(x, upto=2)) == 2
     with pytest.raises(ConfigError, match="ResNet"):
-        MultiStageNet("hrnet_w18_small", num_joints=4, decoder=MapDecoder("integral"))
+        MultiStageNet(Backbone("hrnet_w18_small"), _head(), MapDecoder("integral"), 2, 4, 2)
+
+
+def test_multistage_cut_exits_early():
+    torch.manual_seed(0)
+    net = MultiStageNet(Backbone("resnet18"), _head(num_deconv=1, width=8), MapDecoder("integral"),
+                        num_stages=3, num_joints=4, dims=2).eval()
+    ran: list[int] = []
+    for s, stage in enumerate(net.stages):
+        stage.register_forward_hook(lambda *_, s=s: ran.append(s))
+    x = torch.randn(1, 3, 64, 64)
+    full = net(x)
+    assert ran == [0, 1, 2]
+    ran.clear()
+    early = net(x, cut=1)
+    assert ran == [0, 1] and [o["name"] for o in early] == ["stage1", "stage2"]  # stage 3 never ran
+    assert torch.equal(early[1]["maps"], full[1]["maps"])
+
+
+def test_parse_cut_grammar():
+    names = ["p1l1", "p1l2", "p2l1", "p2l0"]
+    aliases = {"1,1": "p1l1", "1,2": "p1l2", "2,1": "p2l1", "2,0": "p2l0"}
+    assert parse_cut(None, names).index == 3 and parse_cut("last", names).evaluated == (3,)
+    everything = parse_cut("all", names)
+    assert everything.all and everything.evaluated == (0, 1, 2, 3) and everything.stop is None
+    assert parse_cut(1, names).index == 1 and parse_cut("-1", names).index == 3
+    assert parse_cut("p2l1", names).stop == 2
+    assert parse_cut("1,2", names, aliases).index == 1
+    assert parse_cut([2, 0], names, aliases).index == 3 and parse_cut("(2, 1)", names, aliases).index == 2
+    assert parse_cut("2_1", names, aliases).index == 2
+    for bad in ("p9l9", 4, "-5", "3,3", True):
+        with pytest.raises(ConfigError, match="cut"):
+            parse_cut(bad, names, aliases)
+    with pytest.raises(ConfigError, match="measuring"):
+        parse_cut("auto:200", names)

@@ -73,7 +73,7 @@ def test_bad_settings_fail_with_the_setting_named(make_cfg, overrides, match):
 
 def test_multistage_net_without_features_is_refused(make_cfg):
     with pytest.raises(ConfigError, match="exposes no"):
-        build_module(make_cfg("data=synth3d", "method=ms_i1", "method.stages=2", "+method.root_depth.enabled=true"),
+        build_module(make_cfg("data=synth3d", "method=ms_i1", "method.stages=2", "method.root_depth.enabled=true"),
                      INFO3D)
 
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from posereg.errors import ConfigError
+from posereg.nets.cut import parse_cut
 from posereg.nets.root_depth import RootDepthMLP, box_features, root_depth_loss
-from posereg.nets.sspnet import EntryFlow, SSPNet, cut_index, output_names, regress
+from posereg.nets.sspnet import EntryFlow, SSPNet, output_names, regress
 from posereg.ops import confidence_from_prob, depth_attention, spatial_softmax
 
 # Table 5 of the paper: which (level, pyramid) cells have an output ("-" cells are absent).
@@ -50,9 +51,9 @@ def test_shapes_per_pyramid_and_level():
     net = small_net().eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        outs, feats = net.forward_features(x)
+        outs = net(x)
     assert [o["name"] for o in outs] == output_names(4, 3)
-    for o, f in zip(outs, feats, strict=True):
+    for o, f in zip(outs, [o["features"] for o in outs], strict=True):
         level = int(o["name"][3])
         side = 64 // 8 // 2**level
         assert o["coords"].shape == (2, 5, 3)
@@ -92,17 +93,19 @@ def test_cut_runs_only_the_modules_before_it_and_matches_full_output(cut):
     with torch.no_grad():
         full = net(x)
         seen, handles = _record_executed(net)
-        part = net(x, cut=cut)
+        idx = parse_cut(cut, net.output_names, net.cut_aliases).index
+        part = net(x, cut=idx)
     for h in handles:
         h.remove()
-    idx = cut_index(cut, net.names)
+    names = net.output_names
     assert len(part) == idx + 1
-    assert part[-1]["name"] == net.names[idx]
-    expected = {id(m) for top in net.modules_for(cut) for m in top.modules()}
+    assert part[-1]["name"] == names[idx]
+    tops = [net.entry] + [m for n in names[: idx + 1] for m in (net.units[n], net.blocks[n])]
+    expected = {id(m) for top in tops for m in top.modules()}
     leaves = {id(m) for m in net.modules() if not list(m.children())}
     assert seen & leaves == expected & leaves
-    if idx < len(net.names) - 1:
-        later = net.blocks[net.names[idx + 1]]
+    if idx < len(names) - 1:
+        later = net.blocks[names[idx + 1]]
         assert id(later) not in seen
         assert len(seen & leaves) < len(leaves)
     for a, b in zip(part, full[: idx + 1], strict=True):
@@ -111,19 +114,16 @@ def test_cut_runs_only_the_modules_before_it_and_matches_full_output(cut):
         assert torch.allclose(a["conf_logits"], b["conf_logits"], atol=1e-5)
 
 
-def test_cut_parsing_and_errors():
+def test_cut_aliases_name_every_table5_cell():
+    net = SSPNet(4, growth=8, num_pyramids=8, num_levels=3, stem_channels=8)
     names = output_names(8, 3)
-    assert cut_index(None, names) is None
-    assert cut_index("all", names) is None
-    assert cut_index("last", names) is None
-    assert cut_index("p3l2", names) == names.index("p3l2")
-    assert cut_index("3,2", names) == names.index("p3l2")
-    assert cut_index([8, 0], names) == 23
-    assert cut_index(-1, names) == 23
-    assert cut_index(0, names) == 0
+    assert net.output_names == names
+    assert parse_cut("p3l2", names, net.cut_aliases).index == names.index("p3l2")
+    assert parse_cut("3,2", names, net.cut_aliases).index == names.index("p3l2")
+    assert parse_cut([8, 0], names, net.cut_aliases).index == 23
     for bad in ["p1l0", "p9l1", "fast", 24, (1, 2, 3), True]:
         with pytest.raises(ConfigError):
-            cut_index(bad, names)
+            parse_cut(bad, names, net.cut_aliases)
 
 
 def test_input_size_must_fit_the_levels():
@@ -255,8 +255,8 @@ def test_generic_module_builds_sspnet_and_exits_early(make_cfg):
     module = build_module(cfg, info).eval()
     assert isinstance(module.net, SSPNet) and module.net.dims == 3
     assert module.output_names == output_names(2, 2)
-    assert module.cut_index == 2 and module.early_exit
-    assert module.loss.terms == ["coord", "conf"]
+    assert module.cut_index == 2 and module.cut.stop == 2
+    assert list(module.loss.terms) == ["coord", "conf"]
     with torch.no_grad():
         outs = module.eval_forward(torch.randn(2, 3, 64, 64))
     assert [o["name"] for o in outs] == ["p1l1", "p1l2", "p2l1"]

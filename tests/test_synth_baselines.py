@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from posereg.baselines import mean_pose_chance, root_depth_chance
 from posereg.data.synth import SynthPose
-from posereg.data.synth.baselines import mean_pose_chance, root_depth_chance
 
 
 def _root_relative(ds: SynthPose, n: int) -> np.ndarray:

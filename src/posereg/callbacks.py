@@ -10,7 +10,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 
 class NonFiniteLossError(RuntimeError):
@@ -31,39 +31,78 @@ class NanGuard(Callback):
 
 
 class InterruptCheckpoint(Callback):
-    """Writes last.ckpt when training is interrupted (Ctrl-C, SIGTERM), never after a failure."""
+    """Writes last.ckpt when training is interrupted (Ctrl-C, SIGTERM), never after a failure.
+
+    `signal` records which interruption it was ("SIGINT" or "SIGTERM"): Lightning turns Ctrl-C into
+    `sys.exit(1)`, so the run lifecycle asks this callback to pick the exit code (130 or 143).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.saved = False
+        self.signal: str | None = None
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if not is_interruption(exception) or trainer.state.fn != "fit":
+        self.signal = interruption_signal(exception)
+        if self.signal is None or trainer.state.fn != "fit":
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(str(self.path))
         self.saved = True
 
 
-def is_interruption(exception: BaseException) -> bool:
-    """True for Ctrl-C and Lightning's SIGTERM exception."""
-    return isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
+def interruption_signal(exception: BaseException) -> str | None:
+    """"SIGINT" for Ctrl-C, "SIGTERM" for Lightning's SIGTERM exception, None for anything else."""
+    if isinstance(exception, KeyboardInterrupt):
+        return "SIGINT"
+    if type(exception).__name__ == "SIGTERMException":
+        return "SIGTERM"
+    return None
+
+
+def last_checkpoint(dirpath: str, every_n_epochs: int | None = None,
+                    every_n_train_steps: int | None = None) -> ModelCheckpoint | None:
+    """A checkpoint callback writing `last.ckpt` at a cadence; None when no cadence is set."""
+    if not every_n_epochs and not every_n_train_steps:
+        return None
+    # a top-1 checkpoint without monitor is "the latest"; save_last alone only writes last.ckpt when another
+    # checkpoint was saved in the same step, i.e. never for a run without best.ckpt
+    return ModelCheckpoint(dirpath=dirpath, filename="last", save_top_k=1, enable_version_counter=False,
+                           every_n_epochs=every_n_epochs, every_n_train_steps=every_n_train_steps)
+
+
+def best_checkpoint(dirpath: str, monitor: str | None, mode: str) -> ModelCheckpoint | None:
+    """`best.ckpt` by the monitored validation metric; None when the data config monitors nothing."""
+    if not monitor:
+        return None
+    return ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                           enable_version_counter=False, auto_insert_metric_name=False)
+
+
+def early_stopping(monitor: str | None, mode: str, patience: int | None) -> EarlyStopping | None:
+    """Stop when the monitored metric has not improved for `patience` validations; None without patience."""
+    if not patience or not monitor:
+        return None
+    return EarlyStopping(monitor=monitor, mode=mode, patience=int(patience))
 
 
 class RngState(Callback):
     """Saves and restores python, numpy and torch RNG states with every checkpoint."""
 
     def state_dict(self) -> dict[str, Any]:
+        # numpy's state as plain values: a checkpoint then loads with weights_only=True (no numpy pickles)
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
         return {
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         random.setstate(state_dict["python"])
-        np.random.set_state(state_dict["numpy"])
+        kind, keys, pos, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
         torch.set_rng_state(state_dict["torch"])
         if torch.cuda.is_available() and state_dict.get("cuda"):
             torch.cuda.set_rng_state_all(state_dict["cuda"])

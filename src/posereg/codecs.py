@@ -22,7 +22,6 @@ from posereg import ops
 from posereg.errors import ConfigError
 from posereg.geometry import apply_affine, back_project
 
-DECODERS = ("integral", "argmax", "direct")
 HEATMAP_KINDS = ("gaussian", "onehot", "disk")
 
 
@@ -36,10 +35,11 @@ def input_hw(input_size: int | Sequence[int]) -> tuple[int, int]:
 
 @dataclass
 class CoordTargets:
-    """Unit-coordinate targets (B,J,dims) and their per-axis weights (B,J,dims)."""
+    """Unit-coordinate targets (B,J,dims), their per-axis weights (B,J,dims) and the batch they came from."""
 
     coords: torch.Tensor
     weights: torch.Tensor
+    batch: dict[str, Any] | None = None
 
 
 @dataclass
@@ -73,10 +73,10 @@ class CoordinateCodec:
         xy = j2d / scale
         weights = batch["weights"][..., : self.dims].to(xy.dtype)
         if self.dims == 2:
-            return CoordTargets(xy, weights)
+            return CoordTargets(xy, weights, batch)
         z = (batch["joints_3d"][..., 2] - batch["root_depth"].to(xy.dtype)[:, None]) / self.depth_range + 0.5
         z = torch.where(weights[..., 2] > 0, z, torch.full_like(z, 0.5))
-        return CoordTargets(torch.cat([xy, z.unsqueeze(-1)], dim=-1), weights)
+        return CoordTargets(torch.cat([xy, z.unsqueeze(-1)], dim=-1), weights, batch)
 
     def to_crop_pixels(self, coords_unit: torch.Tensor) -> torch.Tensor:
         """(B,J,2) crop pixels from unit coordinates."""

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.syntax import Syntax
 from rich.table import Table
 
 console = Console(highlight=False)
 
-_CONFIG_ORDER = ("experiment_name", "seed", "data", "backbone", "method", "trainer", "logger", "callbacks")
-
-
-def print_config(cfg: DictConfig) -> None:
-    """Print the resolved config, most important groups first."""
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    ordered = {k: container[k] for k in _CONFIG_ORDER if k in container}
-    ordered.update({k: v for k, v in container.items() if k not in ordered})
-    text = OmegaConf.to_yaml(OmegaConf.create(ordered))
-    console.rule("[bold]posereg: resolved config")
-    console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+def print_run_summary(cfg: DictConfig, run_path: Path, model: Any = None) -> None:
+    """One line saying what this run trains, and where its full config is."""
+    data = cfg.data
+    size = data.input_size if isinstance(data.input_size, int) else "x".join(map(str, data.input_size))
+    backbone = OmegaConf.select(cfg, "method.net.backbone.name", default=None)  # networks built on a backbone
+    net = f", backbone {backbone}" if backbone else ""
+    params = ""
+    if model is not None:
+        params = f", {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params"
+    console.print(f"[bold]posereg[/bold] {cfg.experiment_name}/{run_path.name}: method {cfg.method.name}{net}, "
+                  f"data {'+'.join(map(str, data.sources))} at {size}², batch {data.batch_size}, "
+                  f"{cfg.trainer.max_epochs} epochs, seed {cfg.seed}{params}")
+    console.print(f"  full config: {run_path / '.hydra' / 'config.yaml'}")
 
 
 def format_value(name: str, value: float) -> str:

@@ -1,17 +1,71 @@
-"""Experiment loggers: CSV always, TensorBoard and W&B on request, W&B offline without credentials."""
+"""Experiment loggers: the append-only CSV log every run keeps, and the W&B factory of `logger=wandb`."""
 
 from __future__ import annotations
 
+import csv
+import io
 import netrc
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
-from omegaconf import DictConfig
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-from posereg.runs import RunDir
+from posereg.jsonio import atomic_write_bytes
+
+
+class AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, made append-only: a resumed run keeps every row written before it stopped.
+
+    Lightning's own writer deletes an existing metrics.csv when it starts and rewrites the file with only
+    the rows it holds when new columns appear; this one keeps the file and merges columns.
+    """
+
+    def _check_log_dir_exists(self) -> None:
+        """Keep an existing metrics.csv (the history of earlier attempts)."""
+
+    def save(self) -> None:
+        """Append the pending rows; rewrite the file atomically (old rows kept) when new columns appear."""
+        if not self.metrics:
+            return
+        path = Path(self.metrics_file_path)
+        old_rows: list[dict[str, str]] = []
+        if path.is_file() and not self.metrics_keys:
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.metrics_keys = sorted(reader.fieldnames or [])
+        new_keys = set().union(*self.metrics) - set(self.metrics_keys)
+        if new_keys or not path.is_file():
+            if path.is_file():
+                with open(path, newline="") as f:
+                    old_rows = list(csv.DictReader(f))
+            self.metrics_keys = sorted(set(self.metrics_keys) | new_keys)
+            buffer = io.StringIO(newline="")
+            writer = csv.DictWriter(buffer, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(old_rows + self.metrics)
+            atomic_write_bytes(path, buffer.getvalue().encode())
+        else:
+            with open(path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self.metrics_keys).writerows(self.metrics)
+        self.metrics = []
+
+
+class AppendingCSVLogger(CSVLogger):
+    """`<run>/csv/metrics.csv`, kept across resumes (see AppendingWriter)."""
+
+    def __init__(self, run_dir: str | Path):
+        super().__init__(save_dir=str(run_dir), name="csv", version="")
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> AppendingWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def wandb_has_credentials() -> bool:
@@ -34,64 +88,42 @@ def wandb_mode(requested: str) -> str:
     return "online" if wandb_has_credentials() else "offline"
 
 
-def wandb_run_id(run: RunDir) -> str:
-    """The W&B run id of this run directory, created once and reused on resume."""
-    if run.wandb_id_file.exists():
-        return run.wandb_id_file.read_text().strip()
+def wandb_run_id(run_dir: Path) -> str:
+    """The W&B run id of a run directory, created once (by rank 0) and reused on resume and requeue."""
+    file = Path(run_dir) / "wandb_id.txt"
+    if file.exists():
+        return file.read_text().strip()
     run_id = secrets.token_hex(4)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.wandb_id_file.write_text(run_id + "\n")
+    atomic_write_bytes(file, (run_id + "\n").encode())
     return run_id
 
 
-def build_loggers(cfg: DictConfig, run: RunDir, flat_config: dict[str, Any]) -> list[Logger]:
-    """CSV logger in <run>/csv plus the dashboards the logger group enables."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run.path), name="csv", version="")]
-    log_cfg = cfg.logger
-    if log_cfg.get("tensorboard"):
-        # default_hp_metric=False: hparams are logged with the real metrics at the end (HParams tab)
-        loggers.append(
-            TensorBoardLogger(save_dir=str(run.path), name="tensorboard", version="", default_hp_metric=False)
-        )
-    if log_cfg.get("wandb"):
-        loggers.append(_wandb_logger(cfg, run, flat_config))
-    return loggers
-
-
-def _wandb_logger(cfg: DictConfig, run: RunDir, flat_config: dict[str, Any]) -> Logger:
+def wandb_logger(run_dir: str, project: str, entity: str | None, group: str, mode: str = "auto",
+                 log_checkpoints: bool = True) -> Logger:
+    """A WandbLogger for one posereg run: its stored id (resume="allow"), offline without credentials."""
     from lightning.pytorch.loggers import WandbLogger
 
-    mode = wandb_mode(str(cfg.logger.get("wandb_mode", "auto")))
+    mode = wandb_mode(mode)
     os.environ["WANDB_MODE"] = mode
     os.environ.setdefault("WANDB_SILENT", "true")
-    (run.path / "wandb").mkdir(parents=True, exist_ok=True)
-    logger = WandbLogger(
-        project=cfg.logger.get("wandb_project", "posereg"),
-        entity=cfg.logger.get("wandb_entity"),
-        group=str(cfg.experiment_name),
-        name=run.path.name,
-        id=wandb_run_id(run),
-        resume="allow",
-        save_dir=str(run.path),
-        mode=mode,
-        config=flat_config,
-        log_model="all" if (mode == "online" and cfg.logger.get("wandb_log_checkpoints")) else False,
-    )
+    (Path(run_dir) / "wandb").mkdir(parents=True, exist_ok=True)
+    logger = WandbLogger(project=project, entity=entity, group=group, name=Path(run_dir).name,
+                         id=wandb_run_id(Path(run_dir)), resume="allow", save_dir=run_dir, mode=mode,
+                         log_model="all" if (mode == "online" and log_checkpoints) else False)
     if mode == "offline":
-        print(f"W&B is offline (no credentials); sync later with: wandb sync {run.path / 'wandb'}")
+        print(f"W&B is offline (no credentials); sync later with: wandb sync {Path(run_dir) / 'wandb'}")
     return logger
 
 
 def restore_from_wandb(reference: str, dest: Path) -> tuple[Path, Path]:
     """Download a W&B run's config and latest checkpoint artifact: resume=wandb:<entity/project/run_id>."""
     import wandb
+    from omegaconf import OmegaConf
 
     api = wandb.Api()
     remote = api.run(reference)
     dest.mkdir(parents=True, exist_ok=True)
     config_file = dest / "wandb_config.yaml"
-    from omegaconf import OmegaConf
-
     OmegaConf.save(OmegaConf.create(dict(remote.config)), config_file)
     artifacts = [a for a in remote.logged_artifacts() if a.type == "model"]
     if not artifacts:
@@ -101,22 +133,3 @@ def restore_from_wandb(reference: str, dest: Path) -> tuple[Path, Path]:
     if not ckpts:
         raise FileNotFoundError(f"W&B artifact of {reference} holds no .ckpt file")
     return config_file, ckpts[-1]
-
-
-def flatten_config(cfg: DictConfig) -> dict[str, Any]:
-    """Dotted-key view of the resolved config, for dashboards' hparams and grouping."""
-    from omegaconf import OmegaConf
-
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}.{key}" if prefix else str(key))
-        elif isinstance(node, list):
-            out[prefix] = str(node)
-        else:
-            out[prefix] = node
-
-    walk(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False), "")
-    return out

@@ -14,38 +14,45 @@ Mixed 2D/3D batches: a 2D-only joint has z weight 0, so the coordinate loss has 
 volume its heat-map loss is applied to the z-marginal (the sum over depth of the map for MSE, the
 log-sum-exp over depth of the logits for the softmax CE), so it constrains where in the image the joint
 is and nothing about its depth (the paper's "2D data on both heat map and joint losses", §5.3).
+
+Terms are small `LossTerm` classes chosen by config (`method.loss.<name>: {_target_: ...}`; the shipped ones
+are in `conf/method/loss/`): `CoordLoss` (L1 / L2 / elastic on unit coordinates), `GaussianHeatmapMSE` (H1),
+`OneHotHeatmapCE` (H2), `DiskHeatmapBCE` (H3) and `ConfidenceBCE`. `PoseLoss` sums the weighted terms over
+the network's outputs; a new term is one class (docs/extending.md).
 """
 
 from __future__ import annotations
 
+import abc
+import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posereg.codecs import CoordTargets, HeatmapCodec, HeatmapTargets
+from posereg.codecs import CoordTargets, HeatmapCodec, HeatmapTargets, input_hw
 from posereg.errors import ConfigError
+from posereg.nets.deconv_head import DeconvHead
 from posereg.ops import spatial_softmax
 
 COORD_KINDS = ("l1", "l2", "elastic")
 HEATMAP_SPACES = ("logits", "prob")
-CONF_KINDS = ("bce",)
-HEATMAP_LOSSES = {"mse": "gaussian", "ce": "onehot", "bce": "disk"}
+
+
+def check_choice(value: str, choices: Sequence[str], setting: str) -> str:
+    """`value` if it is one of `choices`, else a ConfigError naming the setting."""
+    if value not in choices:
+        raise ConfigError(f"{setting}={value!r} unknown: use one of {', '.join(choices)}")
+    return value
 
 
 def coord_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, kind: str = "l1") -> torch.Tensor:
     """sum(f(pred - target) * weights) / batch, f = |.| (l1), (.)^2 (l2) or |.| + (.)^2 (elastic net)."""
+    check_choice(kind, COORD_KINDS, "method.loss.coord.kind")
     d = pred - target
-    if kind == "l1":
-        per = d.abs()
-    elif kind == "l2":
-        per = d.square()
-    elif kind == "elastic":
-        per = d.abs() + d.square()
-    else:
-        raise ConfigError(f"method.loss.coord={kind!r} unknown: use one of {', '.join(COORD_KINDS)}")
+    per = {"l1": d.abs, "l2": d.square, "elastic": lambda: d.abs() + d.square()}[kind]()
     return (per * weights).sum() / pred.shape[0]
 
 
@@ -103,15 +110,12 @@ def z_marginal(maps: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def heatmap_loss(maps: torch.Tensor, targets: HeatmapTargets, kind: str, space: str = "logits") -> torch.Tensor:
-    """Weighted heat-map loss summed over joints / batch; volumes add the z-marginal term of 2D joints."""
-    if kind not in _PER_JOINT:
-        raise ConfigError(f"method.loss.heatmap={kind!r} unknown: use one of {', '.join(_PER_JOINT)}")
-    if space not in HEATMAP_SPACES:
-        raise ConfigError(f"method.loss.heatmap_space={space!r} unknown: use one of {', '.join(HEATMAP_SPACES)}")
+    """Weighted heat-map loss summed over joints / batch; volumes add the z-marginal term of 2D joints.
+
+    `kind` is mse | ce | bce; `space="prob"` (mse only) compares the softmax-normalized maps.
+    """
     per = _PER_JOINT[kind]
     if space == "prob":
-        if kind != "mse":
-            raise ConfigError("method.loss.heatmap_space=prob is defined for the Gaussian MSE (H1) only")
         maps, kind, per = spatial_softmax(maps), "prob", prob_sse_per_joint
     total = (per(maps, targets.target) * targets.weight).sum()
     mw = targets.marginal_weight
@@ -120,47 +124,120 @@ def heatmap_loss(maps: torch.Tensor, targets: HeatmapTargets, kind: str, space: 
     return total / maps.shape[0]
 
 
-class PoseLoss(nn.Module):
-    """Weighted sum over outputs (stages) of the active terms `coord` and `heatmap`."""
+class LossTerm(nn.Module, abc.ABC):
+    """One loss term, evaluated on every network output; `weight` is its weight in joint training."""
 
-    def __init__(
-        self,
-        coord: str | None = "l1",
-        heatmap: str | None = None,
-        heatmap_codec: HeatmapCodec | None = None,
-        output_weights: Sequence[float] | None = None,
-        conf: str | None = None,
-        heatmap_space: str = "logits",
-    ):
+    #: the output key the term reads (a ConfigError names it when a network does not provide it)
+    needs: ClassVar[str] = "coords"
+
+    def __init__(self, weight: float):
         super().__init__()
-        if heatmap_space not in HEATMAP_SPACES:
-            raise ConfigError(
-                f"method.loss.heatmap_space={heatmap_space!r} unknown: use one of {', '.join(HEATMAP_SPACES)}"
-            )
-        if heatmap_space == "prob" and heatmap not in (None, "mse"):
-            raise ConfigError("method.loss.heatmap_space=prob is defined for heatmap=mse (H1) only")
-        if conf is not None and conf not in CONF_KINDS:
-            raise ConfigError(f"method.loss.conf={conf!r} unknown: use one of {', '.join(CONF_KINDS)} or null")
-        self.conf = conf
-        if coord is not None and coord not in COORD_KINDS:
-            raise ConfigError(f"method.loss.coord={coord!r} unknown: use one of {', '.join(COORD_KINDS)} or null")
-        if heatmap is not None and heatmap not in HEATMAP_LOSSES:
-            raise ConfigError(
-                f"method.loss.heatmap={heatmap!r} unknown: use one of {', '.join(HEATMAP_LOSSES)} or null"
-            )
-        if heatmap is not None and heatmap_codec is None:
-            raise ConfigError("a heat-map loss needs a heat-map codec (method.codec)")
-        self.coord = coord
-        self.heatmap = heatmap
-        self.heatmap_codec = heatmap_codec
-        self.heatmap_space = heatmap_space
-        self.output_weights = list(output_weights) if output_weights is not None else None
+        self.weight = float(weight)
 
-    @property
-    def terms(self) -> list[str]:
-        """Names of the terms this loss can compute."""
-        kinds = (("coord", self.coord), ("heatmap", self.heatmap), ("conf", self.conf))
-        return [n for n, k in kinds if k is not None]
+    def forward(self, output: dict[str, Any], targets: CoordTargets, cache: dict[Any, Any]) -> torch.Tensor:
+        """The term's value for one output; `cache` lives for one step (shared rendered targets)."""
+        if output.get(self.needs) is None:
+            raise ConfigError(f"output {output.get('name')!r} has no {self.needs!r}: "
+                              f"{type(self).__name__} cannot apply to this network")
+        return self.value(output, targets, cache)
+
+    @abc.abstractmethod
+    def value(self, output: dict[str, Any], targets: CoordTargets, cache: dict[Any, Any]) -> torch.Tensor:
+        """The term itself, for one output whose `needs` key is present."""
+
+    def prepare(self, net: nn.Module) -> None:
+        """Adjust a freshly built network for this term (default: nothing)."""
+
+
+class CoordLoss(LossTerm):
+    """Per-axis weighted L1 / L2 / elastic-net loss on unit coordinates (Sun et al.; Luvizon's elastic net)."""
+
+    def __init__(self, kind: str, weight: float):
+        super().__init__(weight)
+        self.kind = check_choice(kind, COORD_KINDS, "method.loss.coord.kind")
+
+    def value(self, output: dict[str, Any], targets: CoordTargets, cache: dict[Any, Any]) -> torch.Tensor:
+        return coord_loss(output["coords"], targets.coords, targets.weights, self.kind)
+
+
+class ConfidenceBCE(LossTerm):
+    """Joint-presence BCE on `conf_logits` (SSP-Net eq. 12, Luvizon'17)."""
+
+    needs = "conf_logits"
+
+    def value(self, output: dict[str, Any], targets: CoordTargets, cache: dict[Any, Any]) -> torch.Tensor:
+        return conf_loss(output["conf_logits"], targets.coords, targets.weights)
+
+
+class HeatmapLoss(LossTerm):
+    """A heat-map term: renders its targets (on the maps' grid, cached per step and size) and compares."""
+
+    needs = "maps"
+    loss_kind: ClassVar[str]
+    target_kind: ClassVar[str]
+
+    def __init__(self, weight: float, ramp: str, input_size: Any, sigma: float = 1.0, radius: float = 15.0,
+                 space: str = "logits"):
+        super().__init__(weight)
+        self.space = check_choice(space, HEATMAP_SPACES, "method.loss.heatmap.space")
+        self.codec = HeatmapCodec(self.target_kind, input_size, ramp=ramp, sigma=sigma, radius=radius,
+                                  normalize=self.space == "prob")
+
+    def value(self, output: dict[str, Any], targets: CoordTargets, cache: dict[Any, Any]) -> torch.Tensor:
+        maps = output["maps"]
+        key = (type(self).__name__, self.space, tuple(maps.shape[2:]))
+        if key not in cache:
+            cache[key] = self.codec.encode(targets, maps.shape[2:])
+        return heatmap_loss(maps, cache[key], self.loss_kind, self.space)
+
+
+class GaussianHeatmapMSE(HeatmapLoss):
+    """H1: MSE to Gaussians of `sigma` cells; `space="prob"` compares softmax maps with sum-1 Gaussians (I1)."""
+
+    loss_kind, target_kind = "mse", "gaussian"
+
+    def __init__(self, weight: float, ramp: str, input_size: Any, sigma: float, space: str):
+        super().__init__(weight, ramp, input_size, sigma=sigma, space=space)
+
+
+class OneHotHeatmapCE(HeatmapLoss):
+    """H2: cross-entropy of one softmax over all cells against the joint's cell."""
+
+    loss_kind, target_kind = "ce", "onehot"
+
+    def __init__(self, weight: float, ramp: str, input_size: Any):
+        super().__init__(weight, ramp, input_size)
+
+
+class DiskHeatmapBCE(HeatmapLoss):
+    """H3: per-cell BCE against a disk of `radius` input pixels (DeeperCut); 2D maps only."""
+
+    loss_kind, target_kind = "bce", "disk"
+
+    def __init__(self, weight: float, ramp: str, input_size: Any, radius: float):
+        super().__init__(weight, ramp, input_size, radius=radius)
+        h, w = input_hw(input_size)
+        self.prior = math.pi * float(radius) ** 2 / (h * w)
+
+    def prepare(self, net: nn.Module) -> None:
+        """Start every deconv head's output bias at logit(prior), the fraction of positive cells of a disk.
+
+        The per-cell BCE then starts at the prior instead of p = 0.5 everywhere (as in focal-loss detectors);
+        a constant shift does not change the softmax, so the integral of I3 starts unchanged.
+        """
+        p = min(max(self.prior, 1e-4), 0.5)
+        for module in net.modules():
+            if isinstance(module, DeconvHead):
+                nn.init.constant_(module.final.bias, math.log(p / (1 - p)))
+
+
+class PoseLoss(nn.Module):
+    """Weighted sum over outputs (stages) of the active terms."""
+
+    def __init__(self, terms: dict[str, LossTerm], output_weights: Sequence[float] | None = None):
+        super().__init__()
+        self.terms = nn.ModuleDict(terms)
+        self.output_weights = list(output_weights) if output_weights is not None else None
 
     def forward(
         self, outputs: list[dict[str, Any]], targets: CoordTargets, weights: dict[str, float]
@@ -169,32 +246,14 @@ class PoseLoss(nn.Module):
         active = [t for t in self.terms if float(weights.get(t, 0.0)) != 0.0]
         result: dict[str, torch.Tensor] = {}
         total = outputs[0]["coords"].new_zeros(())
-        hm_cache: dict[tuple[int, ...], HeatmapTargets] = {}
+        cache: dict[Any, Any] = {}
         for i, out in enumerate(outputs):
             ow = 1.0 if self.output_weights is None else float(self.output_weights[i])
-            for term in active:
-                value = self._term(term, out, targets, hm_cache)
+            for name in active:
+                value = self.terms[name](out, targets, cache)
                 if len(outputs) > 1:
-                    result[f"{term}@{out['name']}"] = value.detach()
-                result[term] = result.get(term, 0.0) + value.detach() * ow
-                total = total + float(weights[term]) * ow * value
+                    result[f"{name}@{out['name']}"] = value.detach()
+                result[name] = result.get(name, 0.0) + value.detach() * ow
+                total = total + float(weights[name]) * ow * value
         result["total"] = total
         return result
-
-    def _term(
-        self, term: str, out: dict[str, Any], targets: CoordTargets, cache: dict[tuple[int, ...], HeatmapTargets]
-    ) -> torch.Tensor:
-        """One loss term for one output."""
-        if term == "coord":
-            return coord_loss(out["coords"], targets.coords, targets.weights, self.coord)
-        if term == "conf":
-            if out.get("conf_logits") is None:
-                raise ConfigError(f"output {out['name']!r} has no confidence: set method.loss.conf=null")
-            return conf_loss(out["conf_logits"], targets.coords, targets.weights)
-        maps = out.get("maps")
-        if maps is None:
-            raise ConfigError(f"output {out['name']!r} has no heat maps: set method.loss.heatmap=null")
-        size = tuple(maps.shape[2:])
-        if size not in cache:
-            cache[size] = self.heatmap_codec.encode(targets, size)
-        return heatmap_loss(maps, cache[size], self.heatmap, self.heatmap_space)

@@ -1,7 +1,7 @@
 """`kind: bench` templates: call a benchmark function and store each of its rows as a done run directory.
 
-The report then reads these directories like any training grid, so a bench table (SSP-Net Table 4)
-gets the same layout, paper column, status line and renderers.
+posereg-sweep runs these; the report then reads the directories like any training grid (it never runs
+anything itself), so a bench table (SSP-Net Table 4) gets the same layout, paper column and renderers.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import yaml
 from posereg.errors import ConfigError
 from posereg.report.template import Template
 from posereg.runs import RunDir
+from posereg.runs.launch import launch_token
 
 
 def bench_function(target: str):
@@ -48,7 +49,7 @@ def write_bench_runs(
             continue
         overrides = {v: [*(f"{k}={x}" for k, x in fixed.items()), f"{row_key}={v}", f"seed={seed}"] for v in values}
         for v, run in cells.items():
-            run.mark_running(template.name, overrides[v], resumed_from=None)
+            run.mark_running(template.name, overrides[v], resumed_from=None, launch=launch_token())
         try:
             rows = fn(seed=int(seed), **kwargs)
         except Exception as err:

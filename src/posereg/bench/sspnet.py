@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from posereg.errors import ConfigError
+from posereg.nets.contract import PoseNet
 from posereg.nets.sspnet import SSPNet
 
 PAPER = {"full_fps": 120.0, "early_fps": 200.0, "device": "GTX 1080 Ti", "ratio": 200.0 / 120.0}
@@ -50,7 +51,7 @@ def time_forward(fn, device: torch.device, repeats: int, warmup: int, clock: str
 
 
 def measure_cuts(
-    net: SSPNet,
+    net: PoseNet,
     input_size: int,
     device: torch.device,
     batch_size: int = 1,
@@ -62,14 +63,14 @@ def measure_cuts(
     compile_model: bool = False,
     clock: str = "wall",
 ) -> dict[str, float]:
-    """Median latency in seconds of forward(x, cut=name) for each cut name (default: all outputs)."""
-    names = cuts or net.names
+    """Median latency in seconds of forward(x, cut=i) for each output name (default: all outputs)."""
+    names = cuts or net.output_names
     x = torch.randn(batch_size, 3, input_size, input_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     fns = {}
     for name in names:
-        fn = lambda inp, c=name: net(inp, cut=c)  # noqa: E731
+        fn = lambda inp, c=net.output_names.index(name): net(inp, cut=c)  # noqa: E731
         fns[name] = torch.compile(fn) if compile_model else fn
     times: dict[str, list[float]] = {n: [] for n in names}
     autocast = torch.autocast(device.type, dtype=torch.float16) if amp else nullcontext()
@@ -95,22 +96,15 @@ def select_cut_for_fps(fps_by_name: dict[str, float], target_fps: float, names: 
     return fast[-1]
 
 
-def resolve_cut(
-    cut, net: SSPNet, device: torch.device | str = "cpu", input_size: int = 256, repeats: int = 3
-):
-    """`auto:<fps>` -> the output name chosen by measuring every cut at batch 1; other values unchanged."""
-    if not (isinstance(cut, str) and cut.strip().lower().startswith("auto:")):
-        return cut
-    try:
-        target = float(cut.split(":", 1)[1])
-    except ValueError as err:
-        raise ConfigError(f"cut={cut!r}: expected auto:<frames per second>, e.g. cut=auto:200") from err
+def pick_cut_for_fps(net: PoseNet, target_fps: float, input_size: int, device: torch.device | str = "cpu",
+                     repeats: int = 3) -> str:
+    """The latest output of `net` that runs at >= target_fps at batch 1 on `device`, by measuring every cut."""
     device = torch.device(device)
     was_training = net.training
     net.eval()
     latency = measure_cuts(net, input_size, device, batch_size=1, repeats=repeats, warmup=1)
     net.train(was_training)
-    return select_cut_for_fps({n: 1.0 / t for n, t in latency.items()}, target, net.names)
+    return select_cut_for_fps({n: 1.0 / t for n, t in latency.items()}, target_fps, net.output_names)
 
 
 def _markdown(report: dict) -> str:
@@ -188,11 +182,11 @@ def run_sspnet_bench(
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     rows = {n: {"cut": n, "index": i, "map_size": input_size // 8 // 2 ** int(n.split("l")[1]), "batch": {}}
-            for i, n in enumerate(net.names)}
+            for i, n in enumerate(net.output_names)}
     for b in batch_sizes:
         lat = measure_cuts(net, input_size, dev, b, repeats, warmup, amp=amp, channels_last=channels_last,
                            compile_model=compile_model, clock=clock)
-        full = lat[net.names[-1]]
+        full = lat[net.output_names[-1]]
         for n, t in lat.items():
             rows[n]["batch"][str(b)] = {"latency_s": t, "fps": b / t, "speedup": full / t}
     report = {

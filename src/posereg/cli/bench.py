@@ -21,6 +21,7 @@ BENCHES: dict[str, tuple[str, str, str]] = {
     "data": ("posereg.bench.data", "run_data_bench", "SynthPose samples/s and loader overhead"),
     "sspnet": ("posereg.bench.sspnet", "run_sspnet_bench", "SSP-Net throughput per cut"),
     "sweep": ("posereg.bench.sweep", "run_sweep_bench", "grid wall time: sequential vs joblib"),
+    "skeleton_map": ("posereg.bench.skeleton_map", "run_skeleton_map_bench", "skeleton-map render vs a train step"),
 }
 DEFAULT_ALL = ("quantization", "ops", "data", "sspnet", "sweep")
 

@@ -1,66 +1,74 @@
-"""posereg-eval: re-evaluate a finished (or interrupted) run with the run's own saved config."""
+"""posereg-eval: re-evaluate a finished (or interrupted) run with the run's own saved config.
+
+    posereg-eval run=runs/default/seed=0 [split=val|test] [ckpt=best|last|<file>] [key=value | group=option ...]
+
+Overrides use Hydra's grammar and are checked against the run's config: an unknown key is refused (add a
+new one with `+key=value`), and `data=<option>` style overrides replace that group with the option.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from posereg.cli.common import resolve_auto_cut
+from posereg.config import instantiate
 from posereg.console import console, print_metrics
-from posereg.errors import ConfigError
+from posereg.errors import ConfigError, DataError
+from posereg.jsonio import to_jsonable, write_json
 from posereg.paths import CONF_DIR
 from posereg.runs import RunDir, register_resolvers
+from posereg.runs.checkpoints import SafeCheckpointIO
 
-GROUPS = ("data", "backbone", "method", "trainer", "logger", "callbacks")
-USAGE = (
-    "posereg-eval run=<run dir> [split=val|test] [ckpt=best|last|<file>] [flip_test=true] [data=<name>] [key=value ...]"
-)
+USAGE = ("posereg-eval run=<run dir> [split=val|test] [ckpt=best|last|<file>] [flip_test=true] [data=<option>] "
+         "[key=value ...]")
+_MISSING = object()
 
 
 def load_run_config(run_path: Path) -> DictConfig:
-    """The composed config saved by Hydra in the run directory."""
-    file = run_path / ".hydra" / "config.yaml"
+    """The composed config saved in the run directory."""
+    file = RunDir(run_path).config_file
     if not file.is_file():
         raise ConfigError(f"run={run_path}: no .hydra/config.yaml there (is it a posereg run directory?)")
     return OmegaConf.load(file)
 
 
 def _group_node(group: str, option: str) -> DictConfig:
-    """Compose one config group option on its own (for `data=<name>` style overrides)."""
+    """One config group option composed on its own (for `data=<option>` style overrides)."""
     from hydra import compose, initialize_config_dir
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        composed = compose(config_name="config", overrides=[f"{group}={option}"])
-    return composed[group]
+        return compose(config_name="config", overrides=[f"{group}={option}"])[group]
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """Apply `group=option` and `dotted.key=value` overrides onto a saved config."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not key=value; usage: {USAGE}")
-        key, raw = item.split("=", 1)
-        key = key.lstrip("+")
-        with open_dict(cfg):
-            if key in GROUPS:
-                cfg[key] = _group_node(key, raw)
-            else:
-                OmegaConf.update(cfg, key, _parse_scalar(raw), force_add=True)
-    return cfg
-
-
-def _parse_scalar(raw: str) -> Any:
-    import yaml
-
+    """Apply Hydra-syntax overrides onto a saved config; unknown keys are refused unless added with `+`."""
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
     try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as err:
+        first = str(err).splitlines()[0]
+        raise ConfigError(f"cannot parse the overrides {overrides}: {first}; usage: {USAGE}") from None
+    for o in parsed:
+        key = o.key_or_group
+        if o.is_delete() or o.is_sweep_override():
+            raise ConfigError(f"override {o.input_line!r}: posereg-eval takes one value per key")
+        with open_dict(cfg):
+            if key in groups and key in cfg and o.package is None and isinstance(o.value(), str):
+                cfg[key] = _group_node(key, o.value())
+            elif o.is_add() or OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
+                OmegaConf.update(cfg, key, o.value(), force_add=True)
+            else:
+                raise ConfigError(f"{key} is not a setting of this run's config (a typo?); add a new key with "
+                                  f"+{key}=..., see the run's .hydra/config.yaml")
+    return cfg
 
 
 def pick_checkpoint(run: RunDir, which: str) -> Path:
@@ -84,57 +92,45 @@ def evaluate(run_path: Path, split: str = "val", ckpt: str = "best", overrides: 
     if split not in ("val", "test"):
         raise ConfigError(f"split={split}: choose val or test")
     run = RunDir(run_path)
+    register_resolvers()
     cfg = apply_overrides(load_run_config(run.path), list(overrides or []))
+    with open_dict(cfg):
+        cfg.paths.run_dir = str(run.path)
     checkpoint = pick_checkpoint(run, ckpt)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
+    resolve_auto_cut(cfg, datamodule.info)
     model = build_module(cfg, datamodule.info)
-    trainer = pl.Trainer(
-        accelerator=cfg.trainer.get("accelerator", "cpu"),
-        devices=cfg.trainer.get("devices", 1),
-        precision=cfg.trainer.get("precision", "32-true"),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=True,
-        enable_model_summary=False,
-        limit_val_batches=cfg.trainer.get("limit_val_batches"),
-        limit_test_batches=cfg.trainer.get("limit_test_batches"),
-    )
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
+                                      enable_progress_bar=True, enable_model_summary=False,
+                                      plugins=[SafeCheckpointIO(bool(cfg.trust_checkpoints))])
     runner = trainer.validate if split == "val" else trainer.test
-    results = runner(model, datamodule=datamodule, ckpt_path=str(checkpoint), verbose=False, weights_only=False)
+    results = runner(model, datamodule=datamodule, ckpt_path=str(checkpoint), verbose=False)
     scalars = {k: float(v) for part in results for k, v in part.items()}
-    extras = getattr(model, "final_extras", {}) or {}
-    out = {
-        "split": split,
-        "checkpoint": str(checkpoint),
-        "overrides": list(overrides or []),
-        "metrics": scalars,
-        "extras": json.loads(json.dumps(extras, default=lambda t: t.tolist() if hasattr(t, "tolist") else str(t))),
-    }
-    (run.path / f"eval_{split}.json").write_text(json.dumps(out, indent=2) + "\n")
+    out = {"split": split, "checkpoint": str(checkpoint), "overrides": list(overrides or []), "metrics": scalars,
+           "extras": to_jsonable(getattr(model, "final_extras", {}) or {})}
+    write_json(run.path / f"eval_{split}.json", out)
     print_metrics({"final": scalars}, title=f"eval {split}: {run.path}")
     return out
 
 
 def parse_args(argv: list[str] | None) -> tuple[Path, str, str, list[str]]:
     """Split `run=`, `split=`, `ckpt=` from the config overrides."""
-    parser = argparse.ArgumentParser(prog="posereg-eval", usage=USAGE, description=__doc__)
+    parser = argparse.ArgumentParser(prog="posereg-eval", usage=USAGE, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="*", help="run=<dir> split=val|test ckpt=best|last and key=value overrides")
     args = parser.parse_args(argv)
-    run, split, ckpt, rest = None, "val", "best", []
+    found: dict[str, Any] = {"run": None, "split": "val", "ckpt": "best"}
+    rest = []
     for item in args.items:
         key, _, value = item.partition("=")
-        if key == "run":
-            run = Path(value)
-        elif key == "split":
-            split = value
-        elif key == "ckpt":
-            ckpt = value
+        if key in found:
+            found[key] = value
         else:
             rest.append(item)
-    if run is None:
+    if found["run"] is None:
         parser.error("run=<run dir> is required")
-    return run, split, ckpt, rest
+    return Path(found["run"]), found["split"], found["ckpt"], rest
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     run, split, ckpt, overrides = parse_args(argv)
     try:
         evaluate(run, split=split, ckpt=ckpt, overrides=overrides)
-    except ConfigError as err:
+    except (ConfigError, DataError) as err:
         console.print(f"[bold red]error[/bold red]: {err}")
         raise SystemExit(2) from None
 

@@ -34,7 +34,6 @@ from posereg.data.records import (
     require_root,
 )
 from posereg.errors import ConfigError, DataError
-from posereg.metrics.pckh import PCKh
 
 NUM_JOINTS = 16
 NECK, HEAD_TOP = 8, 9
@@ -174,19 +173,5 @@ class MPIIDataset(RecordDataset):
                  skip_bad_records: bool = False, setting: str = "data.root") -> None:
         records = load_records(root, split, ann_file, image_dir, headboxes, head_size_proxy, skip_bad_records,
                                box_padding, setting)
-        super().__init__(records, joint_set, input_size, augment, seed, split)
+        super().__init__(records, joint_set, input_size, augment, seed, split, skip_bad_records=skip_bad_records)
         self.head_size_proxy = bool(head_size_proxy)
-
-
-class _ProxyPCKh(PCKh):
-    """PCKh with the head-segment proxy normalizer: every output name says ``pckh_proxy``."""
-
-    def compute(self) -> dict[str, Any]:
-        return {k.replace("pckh", "pckh_proxy", 1) if k.startswith("pckh") else f"{k}_proxy": v
-                for k, v in super().compute().items()}
-
-
-def mpii_pckh(head_size_proxy: bool = False, **kwargs: Any) -> PCKh:
-    """The PCKh metric for MPII; with the head-segment proxy its outputs are named pckh_proxy@... / auc_proxy."""
-    return _ProxyPCKh(**kwargs) if head_size_proxy else PCKh(**kwargs)
-

@@ -12,15 +12,18 @@ from torch.utils.data import DataLoader
 class ResumableDataLoader(DataLoader):
     """DataLoader with Lightning's state_dict/load_state_dict: resuming continues the same batch order.
 
-    The loader owns the epoch counter of its batch sampler (Lightning only calls ``set_epoch`` on a
-    batch sampler's inner sampler), and skips the batches already trained on after a mid-epoch
-    resume; the batch sampler must accept ``set_epoch(e)`` and ``skip_batches(n)`` (MixedSourceBatchSampler
+    The epoch comes from Lightning's fit loop, which restores it from the checkpoint: Lightning calls
+    ``set_epoch`` only on a batch sampler's inner ``sampler``, so the loader hangs an `_EpochSetter` there
+    (without it, a run resumed from an end-of-epoch checkpoint, whose loader state Lightning does not
+    restore, would replay epoch 0's order). The loader skips the batches already trained on after a
+    mid-epoch resume; the batch sampler must accept ``set_epoch(e)`` and ``skip_batches(n)`` (MixedSourceBatchSampler
     does), so skipping loads nothing. The number of completed batches is kept by
     :class:`BatchPositionTracker`, not by counting yields, because Lightning prefetches one batch ahead.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.batch_sampler.sampler = _EpochSetter(self)
         self.epoch = 0  # epoch of the current (or last) iteration
         self.completed = 0  # batches of that epoch trained on
         self.num_batches = len(self)  # batches Lightning takes per epoch (limit_train_batches), set by the tracker
@@ -47,6 +50,16 @@ class ResumableDataLoader(DataLoader):
             self._next_epoch, self._skip = epoch + 1, 0
         else:
             self._next_epoch, self._skip = epoch, completed
+
+
+class _EpochSetter:
+    """Where Lightning's `set_epoch(fit-loop epoch)` lands: it selects the epoch the next iteration yields."""
+
+    def __init__(self, loader: ResumableDataLoader) -> None:
+        self.loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader._next_epoch = int(epoch)
 
 
 class BatchPositionTracker(pl.Callback):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,31 +16,12 @@ from posereg.errors import ConfigError
 from posereg.losses import PoseLoss
 from posereg.methods.root_depth import RootDepthEstimator
 from posereg.methods.schedule import LossSchedule
+from posereg.nets.contract import PoseNet
+from posereg.nets.cut import parse_cut
 from posereg.ops import average_flip, flip_coords_unit
 
 Batch = dict[str, Any]
 MetricFactory = Callable[[], dict[str, nn.Module]]
-
-
-def resolve_cut(cut: int | str | None, names: Sequence[str]) -> tuple[int, list[int]]:
-    """(index of the prediction output, indices of every evaluated output) for a `cut` setting."""
-    n = len(names)
-    if cut is None:
-        return n - 1, [n - 1]
-    if isinstance(cut, str) and cut == "all":
-        return n - 1, list(range(n))
-    if isinstance(cut, str) and not cut.lstrip("-").isdigit():
-        if cut not in names:
-            raise ConfigError(
-                f"cut={cut!r} is not an output of this network: use one of {list(names)}, an index or all"
-            )
-        i = list(names).index(cut)
-        return i, [i]
-    i = int(cut)
-    if not -n <= i < n:
-        raise ConfigError(f"cut={cut} is out of range: this network has {n} outputs (0..{n - 1} or -1)")
-    i %= n
-    return i, [i]
 
 
 def _is_logged_scalar(name: str, value: Any) -> bool:
@@ -67,7 +47,7 @@ class PoseModule(L.LightningModule):
 
     def __init__(
         self,
-        net: nn.Module,
+        net: PoseNet,
         loss: PoseLoss,
         codec: CoordinateCodec,
         schedule: LossSchedule,
@@ -92,15 +72,11 @@ class PoseModule(L.LightningModule):
             raise ConfigError("flip_test=true needs the joint set's flip_index")
         self.flip_index = list(flip_index) if flip_index is not None else None
         self.monitor = monitor
-        names = list(getattr(net, "output_names", ["out"]))
+        names = list(net.output_names)
         self.output_names = names
-        select = getattr(net, "select_cut", None)
-        if select is not None:  # nets cut at test time (SSP-Net) also accept "K,L" and auto:<fps>
-            cut = select(cut)
-        self.cut_all = isinstance(cut, str) and cut == "all"
-        # Real early exit at evaluation for networks whose forward takes `cut` (outputs up to the cut).
-        self.early_exit = not self.cut_all and "cut" in inspect.signature(net.forward).parameters
-        self.cut_index, self.eval_indices = resolve_cut(cut, names)
+        self.cut = parse_cut(cut, names, net.cut_aliases)
+        self.cut_all = self.cut.all
+        self.cut_index, self.eval_indices = self.cut.index, list(self.cut.evaluated)
         factory = metric_factory or (lambda: {})
         self.metrics = nn.ModuleDict(
             {
@@ -121,10 +97,8 @@ class PoseModule(L.LightningModule):
         return self.net(image)
 
     def eval_forward(self, image: torch.Tensor) -> list[dict[str, Any]]:
-        """Outputs for evaluation: up to the cut output only when the network can stop there."""
-        if self.early_exit:
-            return self.net(image, cut=self.cut_index)
-        return self(image)
+        """Outputs for evaluation: the network stops at the cut output (early exit)."""
+        return self.net(image, cut=self.cut.stop)
 
     def loss_weights(self, epoch: int | None = None) -> dict[str, float]:
         """Loss-term weights in effect for `epoch` (default: the current epoch)."""

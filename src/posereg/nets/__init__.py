@@ -1,17 +1,25 @@
-"""Networks: timm backbones, deconv / regression heads, single- and multi-stage pose nets."""
+"""Networks: the network contract, the `cut` parser, timm backbones, heads and the pose networks."""
 
-from posereg.nets.backbone import Backbone, build_backbone, create_timm
-from posereg.nets.deconv_head import DeconvHead
-from posereg.nets.integral_net import IntegralNet
+from posereg.nets.backbone import Backbone, create_timm
+from posereg.nets.contract import Output, PoseNet
+from posereg.nets.cut import Cut, auto_fps, parse_cut
+from posereg.nets.deconv_head import DeconvHead, deconv_head
+from posereg.nets.integral_net import HeatmapNet, RegressionNet
 from posereg.nets.multistage import MultiStageNet
 from posereg.nets.regression_head import RegressionHead
 
 __all__ = [
     "Backbone",
+    "Cut",
     "DeconvHead",
-    "IntegralNet",
+    "HeatmapNet",
     "MultiStageNet",
+    "Output",
+    "PoseNet",
     "RegressionHead",
-    "build_backbone",
+    "RegressionNet",
+    "auto_fps",
     "create_timm",
+    "deconv_head",
+    "parse_cut",
 ]

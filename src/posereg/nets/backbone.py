@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,10 @@ class Backbone(nn.Module):
         name: str,
         out_indices: Sequence[int] | None = None,
         checkpoint: str | None = None,
-        **timm_kwargs: Any,
+        timm_kwargs: Mapping[str, Any] | None = None,
     ):
         super().__init__()
-        kwargs = dict(timm_kwargs)
+        kwargs = dict(timm_kwargs or {})
         if out_indices is not None:
             kwargs["out_indices"] = tuple(int(i) for i in out_indices)
         self.name = name
@@ -69,13 +69,3 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps of the selected levels, shallowest first."""
         return self.body(x)
-
-
-def build_backbone(cfg: Any) -> Backbone:
-    """Backbone from a `backbone:` config (name, checkpoint, out_indices, kwargs)."""
-    extra = dict(cfg.get("kwargs") or {})
-    if cfg.get("feature_location") is not None:
-        extra["feature_location"] = cfg.feature_location
-    out = cfg.get("out_indices")
-    return Backbone(cfg.name, out_indices=list(out) if out is not None else None,
-                    checkpoint=cfg.get("checkpoint"), **extra)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+from posereg.errors import ConfigError
 
 
 class DeconvHead(nn.Module):
     """Upsample features with transposed convs, then a 1x1 conv to J maps (2D) or J*D maps (3D volumes)."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        num_joints: int,
-        depth_bins: int | None = None,
-        num_deconv: int = 3,
-        width: int = 256,
-    ):
+    def __init__(self, in_channels: int, num_joints: int, num_deconv: int, width: int, depth_bins: int | None = None):
         super().__init__()
         self.num_joints = num_joints
         self.depth_bins = depth_bins
@@ -52,3 +49,29 @@ class DeconvHead(nn.Module):
             return y
         b, _, h, w = y.shape
         return y.view(b, self.num_joints, self.depth_bins, h, w)
+
+
+def deconv_count(num_deconv: int, heatmap_stride: int | None, in_stride: int) -> int:
+    """x2 deconvolutions to use: `heatmap_stride` (4, 8, ...) reached from `in_stride` when set, else `num_deconv`."""
+    if heatmap_stride is None:
+        return int(num_deconv)
+    n = math.log2(in_stride / int(heatmap_stride))
+    if n < 0 or n != int(n):
+        raise ConfigError(f"method.head.heatmap_stride={heatmap_stride} cannot be reached from the backbone "
+                          f"stride {in_stride} by x2 deconvolutions")
+    return int(n)
+
+
+def deconv_head(
+    in_channels: int,
+    in_stride: int,
+    num_joints: int,
+    dims: int,
+    num_deconv: int,
+    heatmap_stride: int | None,
+    width: int,
+    depth_bins: int,
+) -> DeconvHead:
+    """The `method.head` factory: a DeconvHead for features of `in_stride`, volumes of `depth_bins` in 3D."""
+    return DeconvHead(in_channels, num_joints, deconv_count(num_deconv, heatmap_stride, in_stride), width,
+                      depth_bins=int(depth_bins) if dims == 3 else None)

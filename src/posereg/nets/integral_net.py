@@ -1,35 +1,70 @@
-"""Single-stage pose network: backbone + heat-map head (decoded by the codec's decoder) or regression head."""
+"""Single-stage networks of the Integral family: timm backbone + heat-map head (H*, I*) or regression head (R1)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from posereg.errors import ConfigError
 from posereg.nets.backbone import Backbone
+from posereg.nets.contract import Output, PoseNet
 from posereg.nets.regression_head import RegressionHead
 
+HeadFactory = Callable[..., nn.Module]
 
-class IntegralNet(nn.Module):
-    """Backbone -> head; returns `[{"name", "coords", "maps"?, "features"}]` (one supervised output)."""
 
-    def __init__(self, backbone: Backbone, head: nn.Module, decoder: nn.Module | None, name: str = "out"):
+def check_input_size(input_size: int | Sequence[int] | None, stride: int, net: str) -> None:
+    """ConfigError unless both input sides are multiples of the backbone stride."""
+    if input_size is None:
+        return
+    sides = [input_size] * 2 if isinstance(input_size, int) else [int(s) for s in input_size]
+    if any(s % stride for s in sides):
+        raise ConfigError(f"data.input_size={sides}: {net} needs sides divisible by the backbone stride {stride}")
+
+
+class HeatmapNet(PoseNet):
+    """Backbone -> map head -> decoder; one output `{"name", "coords", "maps", "features"}`."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: HeadFactory,
+        decoder: nn.Module,
+        num_joints: int,
+        dims: int,
+        input_size: int | Sequence[int] | None = None,
+    ):
         super().__init__()
+        check_input_size(input_size, backbone.out_stride, "this backbone")
         self.backbone = backbone
-        self.head = head
+        self.head = head(in_channels=backbone.out_channels, in_stride=backbone.out_stride, num_joints=num_joints,
+                         dims=dims)
         self.decoder = decoder
-        self.output_names = [name]
+        self.output_names = ["out"]
 
-    @property
-    def regresses_coords(self) -> bool:
-        """True when the head outputs coordinates directly (R1) rather than maps."""
-        return isinstance(self.head, RegressionHead)
-
-    def forward(self, image: torch.Tensor) -> list[dict[str, Any]]:
-        """One output dict with unit `coords` (B,J,2|3), the backbone `features` and, for map heads, raw `maps`."""
+    def forward(self, image: torch.Tensor, cut: int | None = None) -> list[Output]:
+        """One output with unit `coords` (B,J,2|3), raw `maps` and the backbone `features`."""
         feat = self.backbone(image)[-1]
-        y = self.head(feat)
-        if self.regresses_coords:
-            return [{"name": self.output_names[0], "coords": y, "features": feat}]
-        return [{"name": self.output_names[0], "coords": self.decoder(y), "maps": y, "features": feat}]
+        maps = self.head(feat)
+        return [{"name": self.output_names[0], "coords": self.decoder(maps), "maps": maps, "features": feat}]
+
+
+class RegressionNet(PoseNet):
+    """Backbone -> global average pool -> linear (R1); one output `{"name", "coords", "features"}`."""
+
+    produces_maps = False
+
+    def __init__(self, backbone: Backbone, num_joints: int, dims: int, input_size: Any = None):
+        super().__init__()
+        check_input_size(input_size, backbone.out_stride, "this backbone")
+        self.backbone = backbone
+        self.head = RegressionHead(backbone.out_channels, num_joints, dims)
+        self.output_names = ["out"]
+
+    def forward(self, image: torch.Tensor, cut: int | None = None) -> list[Output]:
+        """One output with unit `coords` (B,J,dims) and the backbone `features`."""
+        feat = self.backbone(image)[-1]
+        return [{"name": self.output_names[0], "coords": self.head(feat), "features": feat}]

@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from posereg.errors import ConfigError
+from posereg.nets.contract import Output, PoseNet
 from posereg.nets.separable import SeparableConv2d, SeparableResidualUnit
 from posereg.ops import aggregate_context, check_ramp, joint_probability, soft_argmax, to_unit
 
@@ -147,7 +148,7 @@ class ContextRegression(nn.Module):
         return out
 
 
-class LuvizonNet(nn.Module):
+class LuvizonNet(PoseNet):
     """Stem + K (Block-A, Block-B) prediction blocks; returns one output dict per block."""
 
     def __init__(
@@ -169,7 +170,7 @@ class LuvizonNet(nn.Module):
             raise ConfigError(f"method.dims={dims}: the Luvizon'17 net regresses 2D joints only; use dims=2")
         if input_size is not None:
             _check_input_size((input_size, input_size) if isinstance(input_size, int) else tuple(input_size))
-        self.output_names = self.config_output_names(num_blocks)
+        self.output_names = [f"block{k + 1}" for k in range(int(num_blocks))]
         self.num_joints = num_joints
         self.num_context = num_context
         num_maps = (num_context + 1) * num_joints
@@ -180,18 +181,13 @@ class LuvizonNet(nn.Module):
         )
         self.regression = ContextRegression(num_joints, num_context, alpha, ramp)
 
-    @staticmethod
-    def config_output_names(num_blocks: int = 8, **_: object) -> list[str]:
-        """Output names a config will produce, without building the network (for config validation)."""
-        return [f"block{k + 1}" for k in range(int(num_blocks))]
-
-    def forward(self, image: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """(B,3,H,W) with H, W divisible by 32 -> list of K dicts (coords (B,J,2) unit, maps, ...)."""
+    def forward(self, image: torch.Tensor, cut: int | None = None) -> list[Output]:
+        """(B,3,H,W) with H, W divisible by 32 -> dicts of blocks 1..cut+1 (coords (B,J,2) unit, maps, ...)."""
         _check_input_size(tuple(image.shape[-2:]))
         x = self.stem(image)
         outputs = []
-        for k, (block_a, block_b) in enumerate(zip(self.blocks_a, self.blocks_b, strict=True)):
-            x, h = block_b(block_a(x))
+        for k in range(self.stop_at(cut)):
+            x, h = self.blocks_b[k](self.blocks_a[k](x))
             out = self.regression(h)
             out["name"] = self.output_names[k]
             outputs.append(out)

@@ -10,21 +10,24 @@ an output (`stage1`, ..., `stageN`) and is supervised.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from posereg.errors import ConfigError
-from posereg.nets.backbone import create_timm
-from posereg.nets.deconv_head import DeconvHead
+from posereg.nets.backbone import Backbone
+from posereg.nets.contract import Output, PoseNet
+from posereg.nets.integral_net import HeadFactory, check_input_size
+
+RESNET_STAGES = ("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
 class _Stage(nn.Module):
     """One stage: optional fusion of previous maps, conv4 + conv5 copies, heat-map head."""
 
-    def __init__(self, fuse: nn.Module | None, layer3: nn.Module, layer4: nn.Module, head: DeconvHead):
+    def __init__(self, fuse: nn.Module | None, layer3: nn.Module, layer4: nn.Module, head: nn.Module):
         super().__init__()
         self.fuse = fuse
         self.layer3 = layer3
@@ -41,53 +44,51 @@ class _Stage(nn.Module):
         return self.head(self.layer4(self.layer3(x)))
 
 
-class MultiStageNet(nn.Module):
-    """ResNet trunk up to conv3 shared by `num_stages` stages; returns every stage's output."""
+class MultiStageNet(PoseNet):
+    """ResNet trunk up to conv3 shared by `num_stages` stages; every stage is an output (`stage1`, ...)."""
 
     def __init__(
         self,
-        backbone_name: str,
-        num_joints: int,
+        backbone: Backbone,
+        head: HeadFactory,
         decoder: nn.Module,
-        num_stages: int = 2,
-        depth_bins: int | None = None,
-        num_deconv: int = 3,
-        width: int = 256,
-        checkpoint: str | None = None,
-        **timm_kwargs: Any,
+        num_stages: int,
+        num_joints: int,
+        dims: int,
+        input_size: int | Sequence[int] | None = None,
     ):
         super().__init__()
         if num_stages < 1:
             raise ConfigError(f"method.stages={num_stages} must be >= 1")
-        resnet = create_timm(backbone_name, checkpoint, num_classes=0, **timm_kwargs)
-        needed = ("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4")
-        if not all(hasattr(resnet, n) for n in needed):
+        body = backbone.body
+        if not all(hasattr(body, n) for n in RESNET_STAGES):
             raise ConfigError(
-                f"multi-stage nets need a ResNet backbone (conv1..layer4); backbone.name={backbone_name!r} is not one"
+                f"multi-stage nets need a ResNet backbone (conv1..layer4); backbone.name={backbone.name!r} is not one"
             )
-        self.trunk = nn.Sequential(*(getattr(resnet, n) for n in needed[:6]))
-        c3 = _out_channels(resnet.layer2)
-        c5 = _out_channels(resnet.layer4)
-        maps_ch = num_joints * (depth_bins or 1)
+        check_input_size(input_size, backbone.out_stride, "the multi-stage net")
+        self.trunk = nn.Sequential(*(getattr(body, n) for n in RESNET_STAGES[:6]))
+        c3 = _out_channels(body.layer2)
+        c5 = _out_channels(body.layer4)
         stages = []
         for s in range(num_stages):
+            stage_head = head(in_channels=c5, in_stride=backbone.out_stride, num_joints=num_joints, dims=dims)
             fuse = None
             if s > 0:
+                maps_ch = stage_head.final.out_channels
                 fuse = nn.Sequential(
                     nn.Conv2d(c3 + maps_ch, c3, kernel_size=1, bias=False), nn.BatchNorm2d(c3), nn.ReLU(inplace=True)
                 )
-            head = DeconvHead(c5, num_joints, depth_bins=depth_bins, num_deconv=num_deconv, width=width)
-            stages.append(_Stage(fuse, copy.deepcopy(resnet.layer3), copy.deepcopy(resnet.layer4), head))
+            stages.append(_Stage(fuse, copy.deepcopy(body.layer3), copy.deepcopy(body.layer4), stage_head))
         self.stages = nn.ModuleList(stages)
         self.decoder = decoder
         self.output_names = [f"stage{s + 1}" for s in range(num_stages)]
 
-    def forward(self, image: torch.Tensor, upto: int | None = None) -> list[dict[str, Any]]:
-        """Outputs of stages 1..`upto` (default all), each with raw `maps` and decoded unit `coords`."""
+    def forward(self, image: torch.Tensor, cut: int | None = None) -> list[Output]:
+        """Outputs of stages 1..cut+1 (all when None), each with raw `maps` and decoded unit `coords`."""
         shared = self.trunk(image)
-        outputs: list[dict[str, Any]] = []
+        outputs: list[Output] = []
         prev = None
-        for s, stage in enumerate(self.stages[: upto or len(self.stages)]):
+        for s, stage in enumerate(self.stages[: self.stop_at(cut)]):
             prev = stage(shared, prev)
             outputs.append({"name": self.output_names[s], "coords": self.decoder(prev), "maps": prev})
         return outputs

@@ -10,13 +10,13 @@ exactly the entry flow and the first i steps.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from posereg.errors import ConfigError
+from posereg.nets.contract import Output, PoseNet
 from posereg.nets.separable import ResidualBottleneck, SeparableConv2d, SeparableResidualUnit
 from posereg.ops import confidence_from_prob, depth_attention, soft_argmax
 
@@ -54,57 +54,6 @@ def pyramid_steps(num_pyramids: int, num_levels: int) -> list[Step]:
 def output_names(num_pyramids: int = 8, num_levels: int = 3) -> list[str]:
     """Names of every supervised output in execution order (`p1l1`, ..., `p8l0` for K=8, L=3)."""
     return [s.name for s in pyramid_steps(num_pyramids, num_levels)]
-
-
-def cut_index(cut: int | str | tuple | list | None, names: list[str]) -> int | None:
-    """Index of the cut output among `names`; None means run everything.
-
-    Accepts None / "all" / "last" (everything), an output name (`p3l2`), "3,2" / "3_2" / (3, 2)
-    for pyramid 3 level 2, or a python index (negative counts from the end).
-    """
-    if cut is None or (isinstance(cut, str) and cut.strip().lower() in ("all", "last", "")):
-        return None
-    if isinstance(cut, bool):
-        raise ConfigError(f"cut={cut!r}: expected an output name like 'p3l2', 'K,L' or an index")
-    if isinstance(cut, int):
-        if not -len(names) <= cut < len(names):
-            raise ConfigError(f"cut={cut}: index out of range for {len(names)} outputs")
-        return cut % len(names)
-    if isinstance(cut, (tuple, list)) or hasattr(cut, "__len__") and not isinstance(cut, str):
-        items = list(cut)
-        if len(items) != 2:
-            raise ConfigError(f"cut={cut!r}: give (pyramid, level), e.g. cut='3,2'")
-        name = f"p{int(items[0])}l{int(items[1])}"
-    else:
-        text = str(cut).strip().lower()
-        m = re.fullmatch(r"p?(\d+)\s*[,_ l]\s*(\d+)", text)
-        if m is None:
-            raise ConfigError(
-                f"cut={cut!r}: expected an output name like 'p3l2', 'K,L', an index, 'all' or 'last'"
-            )
-        name = f"p{int(m.group(1))}l{int(m.group(2))}"
-    if name not in names:
-        raise ConfigError(f"cut={cut!r}: output {name} does not exist; available: {', '.join(names)}")
-    return names.index(name)
-
-
-def canonical_cut(cut: int | str | tuple | list | None, names: list[str]) -> str | None:
-    """A cut setting as None (last output), "all", an output name, or "auto:<fps>" (checked, unresolved)."""
-    if cut is None:
-        return None
-    if isinstance(cut, str):
-        text = cut.strip().lower()
-        if text in ("all", "last"):
-            return None if text == "last" else "all"
-        if text.startswith("auto:"):
-            try:
-                fps = float(text[5:])
-            except ValueError as err:
-                raise ConfigError(f"cut={cut!r}: expected auto:<frames per second>, e.g. cut=auto:200") from err
-            if fps <= 0:
-                raise ConfigError(f"cut={cut!r}: the frame rate must be positive")
-            return f"auto:{fps:g}"
-    return names[cut_index(cut, names)]
 
 
 class EntryFlow(nn.Module):
@@ -198,7 +147,7 @@ def regress(h: torch.Tensor, d: torch.Tensor | None, ramp: str = "center") -> di
     return {"coords": coords, "conf_logits": torch.logit(conf.clamp(1e-6, 1 - 1e-6))}
 
 
-class SSPNet(nn.Module):
+class SSPNet(PoseNet):
     """Scalable Sequential Pyramid Network returning one pose per (pyramid, level) output."""
 
     def __init__(
@@ -235,8 +184,7 @@ class SSPNet(nn.Module):
         self.entry = EntryFlow(growth, stem_channels)
         widths = [self.entry.out_channels + l * growth for l in range(num_levels + 1)]
         self.steps = pyramid_steps(num_pyramids, num_levels)
-        self.names = [s.name for s in self.steps]
-        self.output_names = self.names
+        self.output_names = [s.name for s in self.steps]
         self.units = nn.ModuleDict()
         self.blocks = nn.ModuleDict()
         for s in self.steps:
@@ -244,46 +192,18 @@ class SSPNet(nn.Module):
             self.units[s.name] = unit(widths[s.source_level], widths[s.level], kernel_size)
             self.blocks[s.name] = PredictionBlock(widths[s.level], num_joints, dims, kernel_size)
 
-    @staticmethod
-    def config_output_names(num_pyramids: int = 8, num_levels: int = 3, **_: object) -> list[str]:
-        """Output names a config will produce, without building the network (for config validation)."""
-        return output_names(int(num_pyramids), int(num_levels))
+    @property
+    def cut_aliases(self) -> dict[str, str]:
+        """`"K,L"` (also `K_L`, `[K, L]`) for output pKlL, as the paper's Table 5 names its cells."""
+        return {f"{st.pyramid},{st.level}": st.name for st in self.steps}
 
-    @staticmethod
-    def canonical_cut(cut: int | str | tuple | list | None, names: list[str]) -> str | None:
-        """Config-time cut normalization (see the module-level `canonical_cut`)."""
-        return canonical_cut(cut, names)
-
-    def select_cut(self, cut: int | str | tuple | list | None, device: str = "cpu") -> str | None:
-        """The cut as None / "all" / output name; `auto:<fps>` picks the latest output measured fast enough."""
-        cut = canonical_cut(cut, self.names)
-        if isinstance(cut, str) and cut.startswith("auto:"):
-            from posereg.bench.sspnet import resolve_cut  # the benchmark measures; nets stay free of it
-
-            hw = self.input_hw or (256, 256)
-            return resolve_cut(cut, self, device=device, input_size=hw[0])
-        return cut
-
-    def modules_for(self, cut: int | str | tuple | None = None) -> list[nn.Module]:
-        """Top-level modules that forward(x, cut) executes (entry flow, then unit+PB per step)."""
-        idx = cut_index(cut, self.names)
-        last = len(self.steps) - 1 if idx is None else idx
-        mods: list[nn.Module] = [self.entry]
-        for s in self.steps[: last + 1]:
-            mods += [self.units[s.name], self.blocks[s.name]]
-        return mods
-
-    def forward_features(
-        self, x: torch.Tensor, cut: int | str | tuple | None = None
-    ) -> tuple[list[dict], list[torch.Tensor]]:
-        """Like forward, plus each output's re-injected features F (e.g. F_1^3 for the root-depth MLP)."""
-        idx = cut_index(cut, self.names)
-        last = len(self.steps) - 1 if idx is None else idx
+    def forward(self, x: torch.Tensor, cut: int | None = None) -> list[Output]:
+        """Outputs up to `cut` (all when None), each with its re-injected `features` F; stops at the cut."""
         lateral: list[torch.Tensor | None] = [None] * (self.num_levels + 1)
         lateral[0] = self.entry(x)
-        outputs, features = [], []
+        outputs: list[Output] = []
         cur, pyramid = lateral[0], 0
-        for s in self.steps[: last + 1]:
+        for s in self.steps[: self.stop_at(cut)]:
             if s.pyramid != pyramid:  # a pyramid starts from the latest features at its first level
                 cur, pyramid = lateral[s.source_level], s.pyramid
             f = self.units[s.name](cur)
@@ -294,9 +214,4 @@ class SSPNet(nn.Module):
             out = regress(h, d, self.ramp)
             out.update(maps=h, name=s.name, features=cur)
             outputs.append(out)
-            features.append(cur)
-        return outputs, features
-
-    def forward(self, x: torch.Tensor, cut: int | str | tuple | None = None) -> list[dict]:
-        """Image batch -> list of output dicts up to `cut` (all when None); stops computing at the cut."""
-        return self.forward_features(x, cut)[0]
+        return outputs

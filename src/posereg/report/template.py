@@ -86,6 +86,7 @@ class Template:
     kind: str = "train"
     grid: dict[str, list[str]] = field(default_factory=dict)
     fixed: dict[str, str] = field(default_factory=dict)
+    cpu: dict[str, str] = field(default_factory=dict)
     real: dict[str, str] = field(default_factory=dict)
     bench: dict[str, Any] = field(default_factory=dict)
     rows: Dim = field(default_factory=Dim)
@@ -162,8 +163,9 @@ def _cell_ref(ref: Any, where: str) -> tuple[str, str]:
 def parse_template(raw: dict, path: Path | None = None, real: bool = False) -> Template:
     """Build a Template from its YAML mapping; raises ConfigError naming the bad key.
 
-    With `real`, the `real:` settings replace grid axes of the same key and add to / replace the fixed
-    settings, and dimensions use their `real_labels`.
+    `fixed` holds settings of both modes; the `cpu:` (default) or `real:` (--real) block names the preset
+    (`experiment`) and may replace grid-axis values -- nothing else, so a budget is written once, in the
+    preset. With `real`, dimensions use their `real_labels`.
     """
     name = str(raw.get("name") or (path.stem if path else "grid"))
     where = f"multirun template {name}"
@@ -197,6 +199,7 @@ def parse_template(raw: dict, path: Path | None = None, real: bool = False) -> T
         kind=kind,
         grid={str(k): split_values(v) for k, v in (raw.get("grid") or {}).items()},
         fixed={str(k): value_str(v) for k, v in (raw.get("fixed") or {}).items()},
+        cpu={str(k): value_str(v) for k, v in (raw.get("cpu") or {}).items()},
         real={str(k): value_str(v) for k, v in (raw.get("real") or {}).items()},
         bench=dict(raw.get("bench") or {}),
         rows=_dim(table["rows"], f"{where}: table.rows", real),
@@ -207,14 +210,20 @@ def parse_template(raw: dict, path: Path | None = None, real: bool = False) -> T
         plots=dict(raw.get("plots") or {}),
     )
     t.is_real = real
-    if real:
-        if not t.real:
-            raise ConfigError(f"{where} has no `real:` section; pass data=<dataset> overrides instead of --real")
-        for key, value in t.real.items():
-            if key in t.grid:
-                t.grid[key] = split_values(value)
-            else:
-                t.fixed[key] = value
+    for mode, block in (("cpu", t.cpu), ("real", t.real)):
+        extra = sorted(k for k in block if k != "experiment" and k not in t.grid)
+        if extra:
+            raise ConfigError(f"{where}: the `{mode}:` block may only name a preset (experiment) and values of grid "
+                              f"axes, not {extra}: budgets and settings belong to the preset (conf/experiment/)")
+    if "experiment" in t.fixed:
+        raise ConfigError(f"{where}: name the preset in the `cpu:` and `real:` blocks, not in `fixed:`")
+    if real and not t.real:
+        raise ConfigError(f"{where} has no `real:` section; pass data=<dataset> overrides instead of --real")
+    for key, value in (t.real if real else t.cpu).items():
+        if key in t.grid:
+            t.grid[key] = split_values(value)
+        else:
+            t.fixed[key] = value
     for axis in t.grid:  # a grid axis overrides a fixed setting of the same key
         t.fixed.pop(axis, None)
     for dim in (t.rows, t.columns):

@@ -1,73 +1,24 @@
-"""Run directories: deterministic keys, status.json, metrics.json and what resuming should do."""
+"""One run directory: its files, status.json and metrics.json, and what a damaged file means."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import os
-import re
 import socket
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from posereg.jsonio import DamagedFileError, read_json, write_json
 from posereg.paths import REPO_ROOT
 
 STATUSES = ("pending", "running", "done", "failed", "interrupted")
-MAX_KEY_LENGTH = 200
-_UNSAFE = re.compile(r"[^A-Za-z0-9=,._+@:\-\[\]]")
 
 
-def run_key(override_dirname: str, seed: int | str) -> str:
-    """Directory name of a run: its defining overrides (sorted by Hydra) plus the seed."""
-    parts = [p for p in str(override_dirname or "").split(",") if p]
-    key = ",".join([*parts, f"seed={seed}"])
-    key = _UNSAFE.sub("_", key.replace("/", "_"))
-    if len(key) > MAX_KEY_LENGTH:
-        digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-        key = f"{key[: MAX_KEY_LENGTH - 11]}~{digest}"
-    return key
-
-
-_FRESH_DIRS: dict[tuple[str, str, str, str], str] = {}
-
-
-def run_dir(runs_dir: str, experiment: str, override_dirname: str, seed: int | str, resume: Any) -> str:
-    """Run directory for the current command; with resume=false, the first unused '-vN' sibling."""
-    base = Path(str(runs_dir)) / str(experiment) / run_key(override_dirname, seed)
-    if str(resume).lower() not in ("false", "0", "no"):
-        return str(base)
-    memo = (str(runs_dir), str(experiment), str(override_dirname), str(seed))
-    if memo not in _FRESH_DIRS:  # Hydra resolves the run dir more than once per process
-        candidate, version = base, 1
-        while candidate.exists() and any(candidate.iterdir()):
-            version += 1
-            candidate = base.with_name(f"{base.name}-v{version}")
-        _FRESH_DIRS[memo] = str(candidate)
-    return _FRESH_DIRS[memo]
-
-
-def pick(flag: Any, if_true: Any, if_false: Any) -> Any:
-    """``${pick:flag,a,b}``: a when flag is true (bool or 'true'/'1'/'yes'), else b (e.g. proxy metric names)."""
-    return if_true if str(flag).strip().lower() in ("true", "1", "yes") else if_false
-
-
-def register_resolvers() -> None:
-    """Register the OmegaConf resolvers the Hydra config uses (run directories, ``pick``)."""
-    from omegaconf import OmegaConf
-
-    if not OmegaConf.has_resolver("pick"):
-        OmegaConf.register_new_resolver("pick", pick)
-
-    if not OmegaConf.has_resolver("run_key"):
-        OmegaConf.register_new_resolver("run_key", run_key)
-    if not OmegaConf.has_resolver("run_dir"):
-        OmegaConf.register_new_resolver("run_dir", run_dir)
-
-
-def _now() -> str:
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -88,18 +39,13 @@ def git_commit() -> str | None:
     return (sha + ("+dirty" if dirty else "")) or None
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-    os.replace(tmp, path)  # atomic: a report reading mid-write never sees half a file
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
+def set_aside(path: Path, why: str) -> Path:
+    """Rename a damaged file to `<name>.damaged-<time>` (kept for inspection) and warn; returns the new path."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    os.replace(path, target)
+    warnings.warn(f"{why}: moved it aside to {target.name}", stacklevel=2)
+    return target
 
 
 @dataclass
@@ -132,29 +78,58 @@ class RunDir:
         return self.checkpoint_dir / "best.ckpt"
 
     @property
+    def config_file(self) -> Path:
+        return self.path / ".hydra" / "config.yaml"
+
+    @property
+    def overrides_file(self) -> Path:
+        return self.path / ".hydra" / "overrides.yaml"
+
+    @property
     def wandb_id_file(self) -> Path:
         return self.path / "wandb_id.txt"
 
-    def read_status(self) -> dict:
-        """The status record, or a 'pending' one for a new directory."""
-        if not self.status_file.exists():
-            return {"status": "pending", "attempts": 0}
-        return json.loads(self.status_file.read_text())
+    def read_status(self, repair: bool = False) -> dict:
+        """The status record; 'pending' for a new directory. A damaged file raises, or with `repair` is set
+        aside and replaced by what the other files show (see `infer_status`)."""
+        try:
+            status = read_json(self.status_file)
+        except DamagedFileError:
+            if not repair:
+                raise
+            set_aside(self.status_file, f"{self.status_file} is damaged")
+            status = self.infer_status()
+            write_json(self.status_file, status)
+        return status if status is not None else {"status": "pending", "attempts": 0}
+
+    def infer_status(self) -> dict:
+        """The status the files imply when status.json is lost: done (valid metrics.json), interrupted
+        (a checkpoint to resume from) or pending."""
+        try:
+            metrics = read_json(self.metrics_file)
+        except DamagedFileError:
+            metrics = None
+        if metrics and metrics.get("final") is not None:
+            state = "done"
+        elif self.last_ckpt.exists() or self.best_ckpt.exists():
+            state = "interrupted"
+        else:
+            state = "pending"
+        return {"status": state, "attempts": 0, "error": "status.json was damaged; status inferred from the files"}
 
     def update_status(self, **fields: Any) -> dict:
         """Merge fields into status.json and write it atomically."""
-        status = self.read_status()
+        status = self.read_status(repair=True)
         status.update(fields)
-        self.path.mkdir(parents=True, exist_ok=True)
-        _write_json(self.status_file, status)
+        write_json(self.status_file, status)
         return status
 
-    def mark_running(self, experiment: str, overrides: list[str], resumed_from: str | None) -> dict:
-        """Record the start of an attempt."""
-        previous = self.read_status()
+    def mark_running(self, experiment: str, overrides: list[str], resumed_from: str | None, launch: str) -> dict:
+        """Record the start of an attempt (a launch of the command)."""
+        previous = self.read_status(repair=True)
         return self.update_status(
             status="running",
-            started_at=_now(),
+            started_at=now(),
             ended_at=None,
             duration_s=None,
             error=None,
@@ -162,6 +137,7 @@ class RunDir:
             git_commit=git_commit(),
             host=socket.gethostname(),
             pid=os.getpid(),
+            launch=launch,
             experiment=experiment,
             run_key=self.path.name,
             overrides=list(overrides),
@@ -169,39 +145,22 @@ class RunDir:
             resumed_from=resumed_from,
         )
 
-    def mark_finished(self, status: str, error: str | None = None, failed_step: int | None = None) -> dict:
+    def mark_finished(self, status: str, error: str | None = None, failed_step: int | None = None,
+                      exit_code: int | None = None) -> dict:
         """Record the end of an attempt with its outcome."""
         assert status in STATUSES, status
-        current = self.read_status()
+        current = self.read_status(repair=True)
         ended = _dt.datetime.now(_dt.timezone.utc)
         duration = None
         if current.get("started_at"):
             duration = round((ended - _dt.datetime.fromisoformat(current["started_at"])).total_seconds(), 1)
-        return self.update_status(
-            status=status,
-            ended_at=ended.isoformat(timespec="seconds"),
-            duration_s=duration,
-            error=error,
-            failed_step=failed_step,
-        )
+        return self.update_status(status=status, ended_at=ended.isoformat(timespec="seconds"), duration_s=duration,
+                                  error=error, failed_step=failed_step, exit_code=exit_code)
 
     def read_metrics(self) -> dict:
-        """metrics.json, or an empty dict."""
-        return json.loads(self.metrics_file.read_text()) if self.metrics_file.exists() else {}
+        """metrics.json, or an empty dict (DamagedFileError when it cannot be parsed)."""
+        return read_json(self.metrics_file) or {}
 
     def write_metrics(self, metrics: dict) -> None:
         """Write metrics.json atomically."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        _write_json(self.metrics_file, metrics)
-
-
-def decide_action(status: dict, *, force: bool, retry_failed: bool, has_checkpoint: bool) -> str:
-    """What re-running a command does: 'skip', 'fresh', 'resume' or 'skip_failed'."""
-    state = status.get("status", "pending")
-    if state == "done":
-        return "fresh" if force else "skip"
-    if state == "failed" and not retry_failed:
-        return "skip_failed"
-    if force:
-        return "fresh"
-    return "resume" if has_checkpoint else "fresh"
+        write_json(self.metrics_file, metrics)

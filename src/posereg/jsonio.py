@@ -1,0 +1,84 @@
+"""The one JSON helper: plain values from tensors and numpy, atomic writes, reads that name a damaged file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+class DamagedFileError(ValueError):
+    """A JSON file that exists but cannot be parsed (empty, truncated, garbage)."""
+
+
+def to_jsonable(value: Any) -> Any:
+    """Nested containers of python numbers: tensors and numpy arrays as lists, non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "detach"):  # torch tensor
+        value = value.detach().cpu()
+    if hasattr(value, "tolist"):  # tensor, numpy array or numpy scalar
+        return to_jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _umask() -> int:
+    """The process umask (read without changing it for good)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fresh_temp(path: Path) -> tuple[int, str]:
+    """A temporary file beside `path` (same filesystem, so the final rename is atomic) with normal permissions."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same directory, fsync, then rename.
+
+    A reader never sees half a file and a failed write (disk full, killed process) leaves the previous
+    file in place; the temporary file is removed when the write fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = fresh_temp(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomically write `data` (made JSON-able) as indented JSON."""
+    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
+    atomic_write_bytes(Path(path), text.encode())
+
+
+def read_json(path: Path) -> Any:
+    """Parsed JSON of `path`, None when it does not exist; DamagedFileError naming it when it cannot be parsed."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DamagedFileError(f"{path} is damaged ({err.__class__.__name__}: {err})") from None

@@ -1,0 +1,1 @@
+"""Programs the tests run in subprocesses (a training that kills itself at a given step, ...)."""
