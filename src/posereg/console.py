@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in logs (grep-able)
 
 def print_run_summary(cfg: DictConfig, run_path: Path, model: Any = None) -> None:
     """One line saying what this run trains, and where its full config is."""

@@ -178,8 +178,11 @@ class PoseDataModule(L.LightningDataModule):
         return kwargs
 
     def train_dataloader(self) -> DataLoader:
-        return ResumableDataLoader(self.dataset("train"), batch_sampler=self.batch_sampler(),
-                                   **self._loader_kwargs())
+        loader = ResumableDataLoader(self.dataset("train"), batch_sampler=self.batch_sampler(),
+                                     **self._loader_kwargs())
+        if self.trainer is not None:  # a resumed fit continues at the epoch its checkpoint restored
+            loader.start_at(self.trainer.fit_loop.epoch_progress.current.processed)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.dataset("val"), batch_size=self.eval_batch_size, shuffle=False,

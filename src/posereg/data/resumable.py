@@ -12,12 +12,14 @@ from torch.utils.data import DataLoader
 class ResumableDataLoader(DataLoader):
     """DataLoader with Lightning's state_dict/load_state_dict: resuming continues the same batch order.
 
-    The epoch comes from Lightning's fit loop, which restores it from the checkpoint: Lightning calls
-    ``set_epoch`` only on a batch sampler's inner ``sampler``, so the loader hangs an `_EpochSetter` there
-    (without it, a run resumed from an end-of-epoch checkpoint, whose loader state Lightning does not
-    restore, would replay epoch 0's order). The loader skips the batches already trained on after a
-    mid-epoch resume; the batch sampler must accept ``set_epoch(e)`` and ``skip_batches(n)`` (MixedSourceBatchSampler
-    does), so skipping loads nothing. The number of completed batches is kept by
+    The epoch comes from Lightning's fit loop, which restores it from the checkpoint: the data module
+    starts a new loader at the fit loop's epoch (`start_at`; Lightning creates the first iterator before
+    it calls ``set_epoch``), and Lightning's later ``set_epoch`` calls reach the loader through the
+    `_EpochSetter` it hangs on the batch sampler (Lightning calls ``set_epoch`` only on a batch sampler's
+    inner ``sampler``). Without both, a run resumed from an end-of-epoch checkpoint, whose loader state
+    Lightning does not restore, replays epoch 0's order. The loader skips the batches already trained on
+    after a mid-epoch resume; the batch sampler must accept ``set_epoch(e)`` and ``skip_batches(n)``
+    (MixedSourceBatchSampler does), so skipping loads nothing. The number of completed batches is kept by
     :class:`BatchPositionTracker`, not by counting yields, because Lightning prefetches one batch ahead.
     """
 
@@ -38,6 +40,10 @@ class ResumableDataLoader(DataLoader):
         if skip:
             self.batch_sampler.skip_batches(skip)
         return super().__iter__()
+
+    def start_at(self, epoch: int) -> None:
+        """Make the next iteration yield `epoch` from its start (a mid-epoch state loaded later still wins)."""
+        self._next_epoch, self._skip = int(epoch), 0
 
     def state_dict(self) -> dict[str, int]:
         """Epoch and position inside it."""
