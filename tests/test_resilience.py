@@ -247,3 +247,33 @@ def test_ctrl_c_exits_130_and_leaves_a_resumable_run(tmp_path):
     assert proc.returncode == 130, out[-2000:]
     assert RunDir(run).read_status()["status"] == "interrupted" and RunDir(run).last_ckpt.exists()
     assert "re-run the same command to resume" in out
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("override,names", [
+    ("data.batch_size=abc", "data.batch_size"),
+    ("trainer.max_epochs=-5", "trainer.max_epochs"),
+    ("method.head.depth_bins=0", "method.head.depth_bins"),
+    ("seed=-1", "seed"),
+    ("seed=abc", "seed"),
+    ("data.sources.synth.length.train=-3", "length"),
+])
+def test_bad_input_is_one_line_exit_2_naming_the_setting(tmp_path, override, names):
+    extra = ("data=synth3d",) if "depth_bins" in override else ()
+    result = train_until(tmp_path / "run", -1, *extra, override)
+    assert result.returncode == 2, result.stdout[-1500:] + result.stderr[-1500:]
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and names in errors[0], result.stdout[-1500:]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(300)
+def test_init_from_a_garbage_file_or_another_architecture_fails_loudly(tmp_path):
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"this is not a checkpoint")
+    result = train_until(tmp_path / "a", -1, f"init_from={garbage}")
+    assert result.returncode == 2 and "garbage.ckpt" in result.stdout and "damaged" in result.stdout
+    other = tmp_path / "other.ckpt"  # a checkpoint of some other network: no tensor matches by name and shape
+    torch.save({"state_dict": {"encoder.conv.weight": torch.zeros(8, 3, 3, 3), "fc.bias": torch.zeros(10)}}, other)
+    result = train_until(tmp_path / "b", -1, f"init_from={other}")
+    assert result.returncode == 2 and "init_from_min_fraction" in result.stdout

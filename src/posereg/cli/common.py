@@ -10,9 +10,30 @@ from omegaconf import DictConfig, open_dict
 
 from posereg.config import instantiate
 from posereg.console import console
-from posereg.errors import ConfigError
+from posereg.errors import ConfigError, require_int
 from posereg.nets.cut import auto_fps
 from posereg.runs.checkpoints import load_checkpoint
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """One-line errors for run settings no component owns: the seed and the trainer's budgets."""
+    require_int(cfg.seed, "seed", 0)
+    for key, minimum in (("max_epochs", -1), ("max_steps", -1)):
+        if cfg.trainer.get(key) is not None:
+            require_int(cfg.trainer[key], f"trainer.{key}", minimum)
+
+
+def build_trainer(node: DictConfig, **kwargs: Any) -> Any:
+    """The Lightning Trainer of the trainer group; Lightning's own argument errors become ConfigErrors."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as err:  # noqa: BLE001 - Hydra wraps the Trainer's error; report it as a setting error
+        cause = err.__cause__ or err
+        if isinstance(cause, MisconfigurationException | ValueError | TypeError):
+            raise ConfigError(f"trainer settings: {str(cause).splitlines()[0]}") from None
+        raise
 
 
 def instantiate_group(node: DictConfig | None) -> list[Any]:

@@ -17,8 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from posereg.cli.common import resolve_auto_cut
-from posereg.config import instantiate
+from posereg.cli.common import build_trainer, resolve_auto_cut
 from posereg.console import console, print_metrics
 from posereg.errors import ConfigError, DataError
 from posereg.jsonio import to_jsonable, write_json
@@ -101,7 +100,7 @@ def evaluate(run_path: Path, split: str = "val", ckpt: str = "best", overrides: 
     datamodule = build_datamodule(cfg)
     resolve_auto_cut(cfg, datamodule.info)
     model = build_module(cfg, datamodule.info)
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
+    trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
                                       enable_progress_bar=True, enable_model_summary=False,
                                       plugins=[SafeCheckpointIO(bool(cfg.trust_checkpoints))])
     runner = trainer.validate if split == "val" else trainer.test

@@ -17,8 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from posereg.cli.common import instantiate_group, load_init_weights, resolve_auto_cut
-from posereg.config import instantiate
+from posereg.cli.common import build_trainer, check_run_settings, instantiate_group, load_init_weights, resolve_auto_cut
 from posereg.console import print_metrics, print_run_summary
 from posereg.jsonio import to_jsonable
 from posereg.loggers import AppendingCSVLogger
@@ -36,6 +35,7 @@ def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callbac
     from posereg.data import build_datamodule
     from posereg.methods import build_module
 
+    check_run_settings(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
@@ -46,7 +46,7 @@ def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callbac
         load_init_weights(model, str(cfg.init_from), float(cfg.init_from_min_fraction), session.trust_checkpoints)
     callbacks = session.callbacks() + instantiate_group(cfg.callbacks) + list(extra_callbacks or [])
     loggers = [AppendingCSVLogger(session.run.path), *instantiate_group(cfg.logger)]
-    trainer: pl.Trainer = instantiate(
+    trainer: pl.Trainer = build_trainer(
         cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(session.run.path),
         plugins=[SafeCheckpointIO(session.trust_checkpoints)],
         enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),

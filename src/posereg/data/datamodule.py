@@ -7,19 +7,19 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from posereg.config import instantiate
 from posereg.data.collate import collate_samples
 from posereg.data.resumable import ResumableDataLoader
 from posereg.data.samplers import MixedSourceBatchSampler, SourceMix, batch_counts
 from posereg.data.transforms import AugmentConfig
 from posereg.data.workers import loader_worker_init
-from posereg.errors import ConfigError
+from posereg.errors import ConfigError, require_int
 from posereg.skeletons import check_mappable, get_joint_set
 
-NETWORK_STRIDE = 32
 _COMMON = ("split", "joint_set", "input_size", "augment", "seed")
 
 
@@ -40,15 +40,11 @@ def _plain(cfg: Any) -> Any:
 
 
 def _input_size(value: Any) -> int:
-    sizes = [value] if isinstance(value, int) else list(value) if value is not None else []
-    if not sizes or any(not isinstance(s, int) or s <= 0 for s in sizes):
-        raise ConfigError(f"data.input_size={value!r} must be a positive integer (e.g. 128 or 256)")
-    if any(s % NETWORK_STRIDE for s in sizes):
-        raise ConfigError(f"data.input_size={value} is not divisible by {NETWORK_STRIDE} (the network stride); "
-                          "use a multiple of 32 such as 128 or 256")
-    if len(set(sizes)) != 1:
-        raise ConfigError(f"data.input_size={value}: crops are square, give one integer")
-    return sizes[0]
+    """The square crop side; each network checks the divisibility it needs."""
+    sizes = [value] if not isinstance(value, list | tuple) else list(value)
+    if not sizes or len(set(map(str, sizes))) != 1:
+        raise ConfigError(f"data.input_size={value!r}: crops are square, give one integer such as 128 or 256")
+    return require_int(sizes[0], "data.input_size", 1)
 
 
 def _ratios(sources: dict[str, Any], ratios: Any) -> dict[str, float]:
@@ -89,13 +85,11 @@ class PoseDataModule(L.LightningDataModule):
             if "_target_" not in src:
                 raise ConfigError(f"data.sources.{name} has no _target_ (the dataset class to build)")
         self.ratios = _ratios(self.sources, cfg.get("ratios"))
-        self.batch_size = int(cfg.get("batch_size", 32))
-        self.eval_batch_size = int(cfg.get("eval_batch_size") or self.batch_size)
-        if self.batch_size <= 0 or self.eval_batch_size <= 0:
-            raise ConfigError("data.batch_size and data.eval_batch_size must be positive")
+        self.batch_size = require_int(cfg.get("batch_size"), "data.batch_size", 1)
+        self.eval_batch_size = require_int(cfg.get("eval_batch_size") or self.batch_size, "data.eval_batch_size", 1)
         self.counts = batch_counts(list(self.ratios.values()), self.batch_size)
         self.augment = AugmentConfig.from_cfg(cfg.get("augment"))
-        self.num_workers = int(cfg.get("num_workers", 0))
+        self.num_workers = require_int(cfg.get("num_workers", 0), "data.num_workers", 0)
         self.pin_memory = bool(cfg.get("pin_memory", False))
         self.persistent_workers = bool(cfg.get("persistent_workers", False)) and self.num_workers > 0
         self.epoch_length = cfg.get("epoch_length")

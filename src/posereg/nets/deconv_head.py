@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from posereg.errors import ConfigError
+from posereg.errors import ConfigError, require_int
 
 
 class DeconvHead(nn.Module):
@@ -73,5 +73,7 @@ def deconv_head(
     depth_bins: int,
 ) -> DeconvHead:
     """The `method.head` factory: a DeconvHead for features of `in_stride`, volumes of `depth_bins` in 3D."""
-    return DeconvHead(in_channels, num_joints, deconv_count(num_deconv, heatmap_stride, in_stride), width,
-                      depth_bins=int(depth_bins) if dims == 3 else None)
+    require_int(width, "method.head.width", 1)
+    bins = require_int(depth_bins, "method.head.depth_bins", 1) if dims == 3 else None
+    n = deconv_count(require_int(num_deconv, "method.head.num_deconv", 0), heatmap_stride, in_stride)
+    return DeconvHead(in_channels, num_joints, n, width, depth_bins=bins)

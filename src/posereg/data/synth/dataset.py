@@ -29,7 +29,7 @@ from posereg.data.transforms import (
     sample_crop_params,
     to_tensor_image,
 )
-from posereg.errors import ConfigError
+from posereg.errors import ConfigError, require_int
 from posereg.skeletons import check_mappable, get_joint_set, mapping_indices
 
 SPLITS = ("train", "val", "test")
@@ -101,6 +101,8 @@ def synth_config(variant: str, **overrides: Any) -> SynthConfig:
         raise ConfigError(f"SynthPose.occlusion_rule={cfg.occlusion_rule!r}: use 'keep' or 'drop'")
     if cfg.dims not in (2, 3):
         raise ConfigError(f"SynthPose.dims={cfg.dims}: use 2 or 3")
+    for split, n in cfg.length.items():
+        require_int(n, f"data.sources.*.length.{split}", 0)
     get_joint_set(cfg.labels)
     return cfg
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run (or resume) the paper-claim grids at their CPU budgets, one after the other, at low priority.
+# Re-running continues where it stopped (done cells are skipped, interrupted ones resume from last.ckpt).
+#   POSEREG_RUNS_DIR=/data/runs scripts/paper_grids.sh            # all of them
+#   scripts/paper_grids.sh integral_table1 integral_table7         # some of them
+# Reports are written to <runs>/<template>/report/; docs/results/ holds the committed ones.
+set -u
+cd "$(dirname "$0")/.."
+runs=${POSEREG_RUNS_DIR:-runs}
+templates=("$@")
+[ ${#templates[@]} -gt 0 ] || templates=(integral_table1 integral_table7 integral_table4 luvizon_ablation
+                                         sspnet_table5 integral_table2)
+for t in "${templates[@]}"; do
+  echo "== $t ($(date -u +%FT%TZ))"
+  nice -n 10 .venv/bin/posereg-sweep "$t" "paths.runs_dir=$runs" data.num_workers=0 num_threads=2 || true
+done

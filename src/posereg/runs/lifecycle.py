@@ -1,0 +1,304 @@
+"""The run lifecycle: what re-running a command does to its run directory, as one context manager.
+
+    with run_lifecycle(cfg, run_path, overrides) as session:
+        if not session.skipped:
+            session.metrics = train(cfg, session)
+
+On entry (rank 0 only): take the run directory's lock, read status.json (a damaged one is set aside and
+inferred from the other files), decide skip (done) / skip_failed / resume (from the newest loadable
+checkpoint; damaged ones are set aside) / fresh, check that a resumed run's saved config still describes
+it, save the config on a fresh start, and record the launch in status.json. On exit: metrics.json and
+`done`, or `failed` / `interrupted` with the error, a one-line message and an exit code a scheduler can
+read (2 bad input, 3 non-finite loss, 74 disk error, 75 run in use, 130 SIGINT, 143 SIGTERM). Other
+ranks of a distributed launch never write: they wait for rank 0's launch token and follow its decision.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from posereg.callbacks import (
+    InterruptCheckpoint,
+    MetricHistory,
+    NanGuard,
+    NonFiniteLossError,
+    RngState,
+    interruption_signal,
+    last_checkpoint,
+)
+from posereg.console import console
+from posereg.data.resumable import BatchPositionTracker
+from posereg.errors import ConfigError, DataError
+from posereg.jsonio import DamagedFileError, atomic_write_bytes, read_json
+from posereg.runs.checkpoints import DamagedCheckpointError, load_checkpoint
+from posereg.runs.files import RunDir, now, set_aside
+from posereg.runs.keys import defines_run
+from posereg.runs.launch import is_rank_zero, launch_token, scheduler_job
+from posereg.runs.lock import EXIT_IN_USE, RunInUseError, RunLock
+
+EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_DISK = 2, 3, 74
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+FOLLOW_TIMEOUT_S = 600.0
+
+
+@dataclass
+class RunSession:
+    """One launch of a run: what the lifecycle decided, and the bookkeeping callbacks it owns."""
+
+    run: RunDir
+    action: str  # fresh | resume | skip | skip_failed | busy
+    resume_from: Path | None = None
+    owner: bool = True  # this process writes the run files (global rank 0)
+    trust_checkpoints: bool = False
+    metrics: dict[str, Any] | None = None
+    exit_code: int = 0
+    history: MetricHistory = field(default_factory=lambda: MetricHistory(None))
+    interrupt: InterruptCheckpoint | None = None
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> bool:
+        """True when nothing is trained in this launch."""
+        return self.action in ("skip", "skip_failed", "busy")
+
+    def callbacks(self) -> list[pl.Callback]:
+        """The callbacks resume depends on: epoch position, last.ckpt, RNG states, history, NaN guard."""
+        self.interrupt = InterruptCheckpoint(self.run.last_ckpt)
+        return [
+            BatchPositionTracker(),  # first: an interruption in a later callback still sees the position
+            last_checkpoint(str(self.run.checkpoint_dir), every_n_epochs=1),
+            NanGuard(),
+            self.interrupt,
+            RngState(),
+            self.history,
+        ]
+
+
+def _find_resume_checkpoint(run: RunDir, trust: bool) -> Path | None:
+    """The newest checkpoint that loads (last, then best); damaged ones are set aside with a warning."""
+    for candidate in (run.last_ckpt, run.best_ckpt):
+        if not candidate.exists():
+            continue
+        try:
+            load_checkpoint(candidate, trust=trust)
+            return candidate
+        except DamagedCheckpointError as err:
+            set_aside(candidate, str(err))
+    return None
+
+
+def _decide(cfg: DictConfig, run: RunDir) -> RunSession:
+    """Skip, retry, resume or start fresh, from the run directory's files and the flags."""
+    trust = bool(cfg.trust_checkpoints)
+    status = run.read_status(repair=True)
+    state = status.get("status", "pending")
+    history = MetricHistory(cfg.data.get("monitor"), cfg.data.get("monitor_mode", "max"))
+    if state == "done" and not cfg.force:
+        try:
+            return RunSession(run, "skip", metrics=run.read_metrics(), history=history)
+        except DamagedFileError as err:
+            set_aside(run.metrics_file, str(err))  # recomputed by resuming the finished run below
+    if state == "failed" and not cfg.retry_failed:
+        return RunSession(run, "skip_failed", history=history)
+    if cfg.force or str(cfg.resume).lower() == "false":
+        return RunSession(run, "fresh", trust_checkpoints=trust, history=history)
+    ckpt = _find_resume_checkpoint(run, trust)
+    return RunSession(run, "resume" if ckpt else "fresh", ckpt, trust_checkpoints=trust, history=history)
+
+
+def _flat(cfg: DictConfig) -> dict[str, Any]:
+    """Dotted keys -> resolved values (lists kept whole)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+        else:
+            out[prefix] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False), "")
+    return out
+
+
+def _check_saved_config(cfg: DictConfig, run: RunDir) -> list[str]:
+    """ConfigError when a resumed run's saved config differs in a setting that defines it; the differing
+    execution settings (device, precision, loggers, ...) are returned, to be noted."""
+    if not run.config_file.is_file():
+        return []
+    saved, current = _flat(OmegaConf.load(run.config_file)), _flat(cfg)
+    changed = sorted(k for k in set(saved) | set(current)
+                     if saved.get(k) != current.get(k) and not k.startswith(("paths.", "hydra.")))
+    defining = [k for k in changed if defines_run(k)]
+    if defining:
+        shown = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in defining[:4])
+        raise ConfigError(f"{run.path} was started with other settings ({shown}), e.g. a default changed since: "
+                          "re-run with force=true to start it again, or evaluate it as it is with posereg-eval")
+    return changed
+
+
+def _save_config(cfg: DictConfig, run: RunDir, overrides: list[str]) -> None:
+    """The composed config and the overrides, in `.hydra/` (written once per fresh start, never on resume)."""
+    atomic_write_bytes(run.config_file, OmegaConf.to_yaml(cfg).encode())
+    atomic_write_bytes(run.overrides_file, yaml.safe_dump(list(overrides)).encode())
+
+
+def _clear_outputs(run: RunDir) -> None:
+    """Remove what an earlier attempt left (checkpoints, logs, metrics) before a fresh start."""
+    for leftover in (run.checkpoint_dir, run.path / "csv", run.path / "tensorboard", run.metrics_file):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        elif leftover.exists():
+            leftover.unlink()
+
+
+def _follow(cfg: DictConfig, run: RunDir) -> RunSession:
+    """A non-zero rank: wait until rank 0 has recorded this launch, then resume from the same checkpoint."""
+    expected, deadline = launch_token(), time.monotonic() + FOLLOW_TIMEOUT_S
+    while True:
+        try:
+            status = read_json(run.status_file) or {}
+        except DamagedFileError:
+            status = {}
+        if status.get("launch") == expected and status.get("status") == "running":
+            ckpt = status.get("resumed_from")
+            return RunSession(run, "resume" if ckpt else "fresh", Path(ckpt) if ckpt else None, owner=False,
+                              trust_checkpoints=bool(cfg.trust_checkpoints),
+                              history=MetricHistory(cfg.data.get("monitor"), cfg.data.get("monitor_mode", "max")))
+        if status.get("status") == "done" and not cfg.force:
+            return RunSession(run, "skip", owner=False)
+        if time.monotonic() > deadline:
+            raise ConfigError(f"rank 0 did not start {run.path} within {FOLLOW_TIMEOUT_S:.0f} s (launch {expected})")
+        time.sleep(0.2)
+
+
+def _disk_error(err: BaseException) -> OSError | None:
+    """The OSError (disk full, read-only, no permission) behind `err`, if any."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _safe_status(run: RunDir, state: str, **fields: Any) -> None:
+    """Record the end of an attempt; on a full or read-only disk say so instead of raising again."""
+    try:
+        run.mark_finished(state, **fields)
+    except OSError as err:
+        console.print(f"[red]could not update {run.status_file}[/red]: {err.strerror}")
+
+
+def _finish_failed(session: RunSession, err: BaseException, multirun: bool) -> None:
+    """Record a failed or interrupted attempt and turn it into a message and an exit code."""
+    run = session.run
+    signal = (session.interrupt.signal if session.interrupt else None) or interruption_signal(err)
+    if signal is not None or isinstance(err, SystemExit):
+        code = EXIT_SIGNAL.get(signal or "", 1)
+        _safe_status(run, "interrupted", error=signal or type(err).__name__, exit_code=code)
+        saved = run.last_ckpt.exists()
+        console.print(f"[yellow]interrupted[/yellow] ({signal or 'exit'}): "
+                      + (f"re-run the same command to resume {run.path}" if saved else "no checkpoint was written yet"))
+        raise SystemExit(code) from None
+    if isinstance(err, ConfigError | DataError):
+        code, message = EXIT_BAD_INPUT, f"{type(err).__name__}: {err}"
+        _safe_status(run, "failed", error=message, exit_code=code)
+        console.print(f"[bold red]error[/bold red]: {err}")
+    elif isinstance(err, NonFiniteLossError):
+        code = EXIT_NONFINITE
+        _safe_status(run, "failed", error=str(err), failed_step=err.step, exit_code=code)
+        kept = "last.ckpt from before it is kept" if run.last_ckpt.exists() else "no checkpoint had been written yet"
+        console.print(f"[bold red]stopped[/bold red]: {err}; {kept}")
+    elif (disk := _disk_error(err)) is not None:
+        code = EXIT_DISK
+        message = f"cannot write {disk.filename or run.path}: {disk.strerror}"
+        _safe_status(run, "failed", error=message, exit_code=code)
+        console.print(f"[bold red]error[/bold red]: {message}; the previous checkpoint and files are intact")
+    else:
+        code = 1
+        _safe_status(run, "failed", error="".join(traceback.format_exception_only(type(err), err)).strip(),
+                     exit_code=code)
+        if not multirun:
+            raise err
+        traceback.print_exception(err)
+    session.exit_code = code
+    if not multirun:
+        raise SystemExit(code) from None
+
+
+@contextmanager
+def run_lifecycle(cfg: DictConfig, run_path: Path, overrides: list[str], multirun: bool = False
+                  ) -> Iterator[RunSession]:
+    """Own one launch of a run directory (see the module docstring); yields the session to train in."""
+    run = RunDir(run_path)
+    with open_dict(cfg):
+        cfg.paths.run_dir = str(run.path)
+    if not is_rank_zero():
+        session = _follow(cfg, run)
+        session.overrides = list(overrides)
+        yield session
+        return
+    lock = RunLock(run.path, scheduler_job(), now())
+    try:
+        lock.acquire()
+    except RunInUseError as err:
+        console.print(f"[bold red]busy[/bold red]: {err}")
+        if not multirun:
+            raise SystemExit(EXIT_IN_USE) from None
+        yield RunSession(run, "busy", exit_code=EXIT_IN_USE)
+        return
+    try:
+        try:
+            session = _decide(cfg, run)
+            session.overrides = list(overrides)
+            if not session.skipped:
+                noted = _check_saved_config(cfg, run) if session.action == "resume" else []
+                if session.action == "fresh":
+                    if run.read_status().get("status") != "pending":
+                        _clear_outputs(run)
+                    _save_config(cfg, run, overrides)
+                run.mark_running(str(cfg.experiment_name), overrides, launch=launch_token(),
+                                 resumed_from=str(session.resume_from) if session.resume_from else None)
+                if noted:
+                    console.print(f"[cyan]resuming with other execution settings[/cyan]: {', '.join(noted[:6])}")
+        except (ConfigError, DataError) as err:
+            console.print(f"[bold red]error[/bold red]: {err}")
+            if not multirun:
+                raise SystemExit(EXIT_BAD_INPUT) from None
+            yield RunSession(run, "skip_failed", exit_code=EXIT_BAD_INPUT)
+            return
+        if session.action == "skip":
+            console.print(f"[green]done already[/green]: {run.path} (force=true re-runs it; posereg-eval "
+                          "evaluates it with other settings)")
+        elif session.action == "skip_failed":
+            console.print(f"[red]failed before, not retried[/red] (retry_failed=false): {run.path}")
+        elif session.resume_from:
+            console.print(f"[cyan]resuming[/cyan] {run.path} from {session.resume_from.name}")
+        if session.skipped:
+            yield session
+            return
+        try:
+            yield session
+        except BaseException as err:  # noqa: BLE001 - status must say what happened, whatever it was
+            _finish_failed(session, err, multirun)
+            return
+        if session.metrics is None:
+            _safe_status(run, "interrupted", error="training stopped before the end", exit_code=1)
+            return
+        run.write_metrics(session.metrics)
+        run.mark_finished("done", exit_code=0)
+    finally:
+        lock.release()
