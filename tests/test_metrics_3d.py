@@ -10,6 +10,7 @@ import torch
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.transform import Rotation
 
+from posereg.errors import ConfigError
 from posereg.metrics import MPJPE, PCK3D
 from posereg.metrics import functional as F
 from posereg.metrics.pck3d import subset_indices
@@ -206,3 +207,32 @@ def test_functional_mpjpe_family_ignores_nan_and_inf_in_masked_joints():
         assert float(F.pck3d(bad_pred, bad_gt, mask, thr)) == pytest.approx(float(F.pck3d(flat_p, flat_g, None, thr)))
     assert float(F.auc3d(bad_pred, bad_gt, mask)) == pytest.approx(float(F.auc3d(flat_p, flat_g)))
     assert float(F.mpjpe(flat_p, flat_g)) == pytest.approx(ref["mpjpe"], rel=1e-12)
+
+
+def test_mpjpe_per_joint_names_masks_and_accumulates():
+    gt = torch.zeros(2, 17, 3)
+    pred = gt.clone()
+    pred[0, 3, 0], pred[1, 3, 0] = 10.0, 30.0  # r_ankle: 10 and 30 mm
+    pred[0, 16, 1], pred[1, 16, 1] = 4.0, 99.0  # r_wrist: 4 mm; frame 1 unlabelled there
+    mask = torch.ones(2, 17, dtype=torch.bool)
+    mask[1, 16] = False
+    m = MPJPE(actions=None, joint_set="h36m17")
+    m.update(pred[:1], gt[:1], mask[:1])  # two updates (or two ranks) sum the same states
+    m.update(pred[1:], gt[1:], mask[1:])
+    out = m.compute()
+    per_joint = {k: float(v) for k, v in out.items() if k.startswith("mpjpe_joint/")}
+    assert len(per_joint) == 17
+    assert per_joint["mpjpe_joint/r_ankle"] == pytest.approx(20.0)
+    assert per_joint["mpjpe_joint/r_wrist"] == pytest.approx(4.0)
+    assert per_joint["mpjpe_joint/pelvis"] == 0.0 and per_joint["mpjpe_joint/l_knee"] == 0.0
+    assert float(out["mpjpe"]) == pytest.approx((10 + 30 + 4) / 33)  # pooled = count-weighted per-joint mean
+    unnamed = MPJPE(actions=None, joints=[0, 3])
+    unnamed.update(pred, gt, mask)
+    out = unnamed.compute()
+    assert sorted(k for k in out if k.startswith("mpjpe_joint/")) == ["mpjpe_joint/j0", "mpjpe_joint/j3"]
+    assert float(out["mpjpe_joint/j3"]) == pytest.approx(20.0)
+    off = MPJPE(actions=None, per_joint=False)
+    off.update(pred, gt, mask)
+    assert not any(k.startswith("mpjpe_joint/") for k in off.compute())
+    with pytest.raises(ConfigError, match="MPJPE.joint_set='h36m18' has 18 joints, the poses 17"):
+        MPJPE(joint_set="h36m18").update(pred, gt, mask)

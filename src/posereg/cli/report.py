@@ -1,4 +1,9 @@
-"""posereg-report: turn a grid directory (or glob of run dirs) into report.md/.csv/.tex/.html."""
+"""posereg-report: turn a grid directory (or glob of run dirs) into report.md/.csv/.tex/.html.
+
+    posereg-report runs/integral_table1              # every run under the folder, in the template's table
+    posereg-report runs/integral_table1 --per-joint  # only print PCKh per part / MPJPE per joint
+    posereg-report --compare runs/a runs/b           # two grids side by side
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,20 @@ from pathlib import Path
 from posereg.errors import ConfigError, DataError
 from posereg.report.build import build_report, make_table
 from posereg.report.compare import render_compare
+from posereg.report.render_md import breakdown_md
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
-    p = argparse.ArgumentParser(prog="posereg-report", description=__doc__)
+    p = argparse.ArgumentParser(prog="posereg-report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", help="grid dir(s), run dir(s) or glob(s), e.g. runs/integral_table1")
     p.add_argument("--template", "-t", help="multirun template name or YAML (default: from the grid's sweep.yaml)")
     p.add_argument("--out", "-o", help="output folder (default: <grid dir>/report)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two grids or runs side by side")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--per-joint", action="store_true",
+                   help="print PCKh per part and MPJPE per joint of the runs (writes no files)")
     return p.parse_args(argv)
 
 
@@ -32,9 +41,14 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out) if args.out else Path(a_path) / "compare"
             files = render_compare(a, b, Path(a_path).name, Path(b_path).name, out)
             print(Path(files["md"]).read_text())
+        elif not args.paths:
+            raise ConfigError("posereg-report: give a grid dir, e.g. `posereg-report runs/integral_table1`")
+        elif args.per_joint:
+            table = make_table(args.paths, args.template)
+            lines = breakdown_md(table)
+            print("\n".join(lines) if lines else "no per-part or per-joint values in these runs' metrics.json")
+            return 0
         else:
-            if not args.paths:
-                raise ConfigError("posereg-report: give a grid dir, e.g. `posereg-report runs/integral_table1`")
             report = build_report(args.paths, args.template, args.out, plots=not args.no_plots)
             files = report.files
             print(report.files["md"].read_text())

@@ -13,9 +13,12 @@ from torchmetrics import Metric
 from posereg.errors import ConfigError
 from posereg.metrics import batch as mb
 from posereg.metrics.functional import joint_errors, n_scale, procrustes_align, root_align
+from posereg.skeletons import get_joint_set
 
 H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
                 "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether")
+# Per-joint states without a joint set: room for this many joints (named j0, j1, ... in compute()).
+MAX_JOINTS = 64
 # Spellings used by different Human3.6M releases and toolkits for the same action.
 _ALIASES = {"takingphoto": "photo", "walkingdog": "walkdog", "walkingtogether": "walktogether"}
 
@@ -38,6 +41,8 @@ class MPJPE(Metric):
     * ``mpjpe_action_mean`` / ``pa_mpjpe_action_mean``: mean of per-action means (VideoPose3D style)
       over the actions seen, beside ``mpjpe/<action>`` and ``pa_mpjpe/<action>``; needs actions
       (``batch['meta']['action']``) named in ``actions``; other actions count only in the pooled values.
+    * ``mpjpe_joint/<joint>``: MPJPE of each evaluated joint (its error sum / its labelled frames), named
+      from ``joint_set`` (``j<index>`` without one); ``per_joint=False`` leaves them out.
 
     Both poses are root-aligned on ``root_index`` unless ``root_aligned=True``; a frame whose root
     has no 3D label is skipped. Mask: ``weights[..., 2] > 0``. ``joints`` restricts evaluation (and the
@@ -57,6 +62,8 @@ class MPJPE(Metric):
         root_aligned: bool = False,
         actions: Sequence[str] | None = H36M_ACTIONS,
         joints: Sequence[int] | None = None,
+        joint_set: str | None = None,
+        per_joint: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -76,6 +83,12 @@ class MPJPE(Metric):
         n = len(self.actions)
         for name in ("act_err", "act_pa", "act_count"):
             self.add_state(name, torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
+        self.per_joint = per_joint
+        self.joint_set = joint_set
+        self.joint_names = get_joint_set(joint_set).names if joint_set else None
+        size = len(self.joint_names) if self.joint_names else MAX_JOINTS
+        for name in ("joint_err", "joint_count"):
+            self.add_state(name, torch.zeros(size if per_joint else 0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def _action_index(self, actions: Sequence[str] | None, batch_size: int) -> Tensor | None:
         if actions is None or not self.actions:
@@ -104,7 +117,8 @@ class MPJPE(Metric):
         # 2D-only samples of a 3D model decode to non-finite camera coords (no camera); 0 * nan is nan
         pred, gt = pred.masked_fill(~m[..., None], 0.0), gt.masked_fill(~m[..., None], 0.0)
         w = m.double()
-        err = (joint_errors(pred, gt) * w).sum(1)
+        per_joint = joint_errors(pred, gt) * w
+        err = per_joint.sum(1)
         pa = (joint_errors(procrustes_align(pred, gt, m, self.pa_scale), gt) * w).sum(1)
         s = n_scale(pred, gt, m)
         nerr = (joint_errors(s[:, None, None] * pred.double(), gt) * w).sum(1)
@@ -113,6 +127,12 @@ class MPJPE(Metric):
         self.pa_sum += pa.sum()
         self.n_sum += nerr.sum()
         self.count += cnt.sum()
+        if self.per_joint:
+            if j > self.joint_err.numel() or (self.joint_names is not None and j != len(self.joint_names)):
+                raise ConfigError(f"MPJPE.joint_set={self.joint_set!r} has {self.joint_err.numel()} joints, "
+                                  f"the poses {j}")
+            self.joint_err[:j] += per_joint.sum(0)
+            self.joint_count[:j] += w.sum(0)
         idx = self._action_index(actions, b)
         if idx is not None:
             known = idx >= 0
@@ -128,7 +148,7 @@ class MPJPE(Metric):
         self.update(pred, gt, mb.mask_3d(batch), mb.meta_list(batch, "action"))
 
     def compute(self) -> dict[str, Tensor]:
-        """mpjpe, pa_mpjpe, n_mpjpe (+ per-action values when actions were seen), mm."""
+        """mpjpe, pa_mpjpe, n_mpjpe (+ per-action values when actions were seen, + per joint), mm."""
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.count.device)
         den = self.count.clamp_min(1)
         ok = self.count > 0
@@ -147,4 +167,7 @@ class MPJPE(Metric):
             for name, v, vp in zip(names, per, per_pa, strict=True):
                 out[f"mpjpe/{name}"] = v
                 out[f"pa_mpjpe/{name}"] = vp
+        for i in torch.nonzero(self.joint_count > 0).flatten().tolist():
+            name = self.joint_names[i] if self.joint_names else f"j{i}"
+            out[f"mpjpe_joint/{name}"] = self.joint_err[i] / self.joint_count[i]
         return out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from posereg.report.collect import collect, expand
+from posereg.report.members import merge_grids
 from posereg.report.plots import all_plots
 from posereg.report.render_csv import render_csv
 from posereg.report.render_html import render_html
@@ -55,7 +57,8 @@ def read_manifest(grid_dir: Path) -> dict | None:
 
 
 def make_table(paths: list[str | Path], template: str | Path | Template | None = None) -> Table:
-    """Collect runs and build the table (template from the argument, the manifest, or inferred)."""
+    """Collect every run under the paths and build the table (template from the argument, the manifest, or
+    inferred); the grid is the template's plus what the last sweep call added, other runs are foreign."""
     dirs = expand(paths)
     manifest = read_manifest(dirs[0]) if len(dirs) == 1 else None
     records = collect(dirs)
@@ -67,9 +70,14 @@ def make_table(paths: list[str | Path], template: str | Path | Template | None =
         t = load_template(manifest["template"], real=bool(manifest.get("real")))
     else:
         t = infer_template(records, name=dirs[0].name)
-    grid = {k: [str(v) for v in vals] for k, vals in manifest["grid"].items()} if manifest else None
+    grid = None
+    if manifest and manifest.get("grid"):
+        launched = {k: [str(v) for v in vals] for k, vals in manifest["grid"].items()}
+        grid = merge_grids(t.grid, launched) if not t.inferred else launched
     fixed = {k: str(v) for k, v in (manifest.get("fixed") or {}).items()} if manifest else None
-    return build_table(t, records, grid=grid if grid else None, fixed=fixed)
+    source = str(dirs[0]) if len(dirs) == 1 else f"{len(dirs)} paths in {os.path.commonpath(dirs)}"
+    return build_table(t, records, grid=grid, fixed=fixed, experiment=dirs[0].name if manifest else None,
+                       source=source)
 
 
 def build_report(paths: list[str | Path], template: str | Path | Template | None = None,

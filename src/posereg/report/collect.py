@@ -31,11 +31,20 @@ class RunRecord:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     attempts: int = 0
+    git_commit: str | None = None
+    duration_s: float | None = None
+    experiment: str | None = None
 
     @property
     def seed(self) -> str | None:
         """The run's seed as written in its overrides (None when it used the default)."""
         return self.overrides.get("seed")
+
+    @property
+    def setup(self) -> dict[str, Any]:
+        """What was trained (metrics.json `setup`: data, backbone, steps, ...); empty when not recorded."""
+        setup = self.metrics.get("setup")
+        return setup if isinstance(setup, dict) else {}
 
     def value(self, section: str, name: str) -> float | None:
         """A scalar from metrics.json[section][name], or None when absent or not finite."""
@@ -65,6 +74,14 @@ def _time(text: Any) -> datetime | None:
         return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _read_json(path: Path) -> dict | None:
@@ -106,6 +123,9 @@ def load_run(path: Path) -> RunRecord:
         started_at=_time(status.get("started_at")),
         ended_at=_time(status.get("ended_at")),
         attempts=int(status.get("attempts") or 0),
+        git_commit=str(status["git_commit"]) if status.get("git_commit") else None,
+        duration_s=_seconds(status.get("duration_s")),
+        experiment=str(status.get("experiment") or path.parent.name),
     )
 
 

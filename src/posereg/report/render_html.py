@@ -5,8 +5,20 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from posereg.report.breakdown import breakdowns
+from posereg.report.claims import CONTRADICTED, REPRODUCED
 from posereg.report.table import Table
-from posereg.report.wide import COMPARISON_HEADER, comparison_rows, failed_rows, status_summary, wide
+from posereg.report.wide import (
+    CLAIM_HEADER,
+    CLAIM_LEGEND,
+    claim_rows,
+    failed_rows,
+    foreign_rows,
+    legend,
+    report_header,
+    status_summary,
+    wide,
+)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -17,6 +29,8 @@ thead th{border-bottom:2px solid #444}
 .partial{background:#fff3cd;padding:6px 10px;border-left:4px solid #e0a800}
 .complete{background:#e7f5e9;padding:6px 10px;border-left:4px solid #2e7d32}
 .failed{color:#b00020}.paper{color:#555}.delta{color:#555;font-style:italic}
+.reproduced{color:#2e7d32}.contradicted{color:#b00020;font-weight:bold}.warning{color:#b00020}
+ul.header{font-size:14px}
 img{max-width:48%;margin:0.5%;border:1px solid #eee}
 """
 
@@ -33,9 +47,11 @@ def _rows_html(header: list[str], rows: list[list[str]], groups: list[tuple[str,
             cls = ""
             if c == "failed":
                 cls = ' class="failed"'
+            elif c in (REPRODUCED, CONTRADICTED):
+                cls = f' class="{c}"'
             elif i and header[i] == "Δ":
                 cls = ' class="delta"'
-            elif i and header[i].endswith(" paper"):
+            elif i and " paper" in header[i]:
                 cls = ' class="paper"'
             tds.append(f"<td{cls}>{escape(c)}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
@@ -53,6 +69,9 @@ def render_html(table: Table, images: dict[str, bytes] | None = None) -> str:
         parts.append(f"<p>Paper: {escape(t.paper_source)}</p>")
     cls = "partial" if table.partial else "complete"
     parts.append(f'<p class="{cls}"><b>{escape(table.status_line())}</b> — {escape(status_summary(table))}</p>')
+    items = "".join(f'<li class="warning">{escape(line)}</li>' if line.startswith("WARNING") else
+                    f"<li>{escape(line)}</li>" for line in report_header(table))
+    parts.append(f'<ul class="header">{items}</ul>')
     columns, body = wide(table)
     groups: list[tuple[str, int]] = []
     for c in columns:
@@ -61,13 +80,21 @@ def render_html(table: Table, images: dict[str, bytes] | None = None) -> str:
         else:
             groups.append((c.group, 1))
     parts.append(_rows_html([c.header for c in columns], body, groups))
-    parts.append("<p>Ours: mean ± sample std over seeds; (k/n): only k of n seeds done; Δ = ours − paper.</p>")
-    if table.comparisons:
-        parts.append("<h2>Paper claims</h2>" + _rows_html(COMPARISON_HEADER, comparison_rows(table)))
+    parts.append(f"<p>{escape(legend(table))}</p>")
+    if table.claims:
+        parts.append("<h2>Paper claims</h2>" + _rows_html(CLAIM_HEADER, claim_rows(table)))
+        parts.append(f"<p>{escape(CLAIM_LEGEND)}</p>")
+    tables = breakdowns(table)
+    if tables:
+        parts.append("<h2>Per part and per joint</h2><p>Mean over the done runs of each cell.</p>")
+        parts += [f"<h3>{escape(b.title)}</h3>" + _rows_html(["", *b.columns], b.text_rows()) for b in tables]
     if table.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in table.notes) + "</ul>")
     if table.failed:
         parts.append("<h2>Failed runs</h2>" + _rows_html(["run", "error"], failed_rows(table)))
+    if table.foreign:
+        parts.append("<h2>Foreign runs</h2><p>Runs under the folder that are not cells of this grid.</p>"
+                     + _rows_html(["run", "status", "why"], foreign_rows(table)))
     if images:
         parts.append("<h2>Plots</h2>")
         for caption, png in images.items():

@@ -1,22 +1,29 @@
-"""LaTeX (booktabs) report table."""
+"""LaTeX (booktabs) report tables: results, paper claims, per part / per joint."""
 
 from __future__ import annotations
 
+from posereg.report.breakdown import breakdowns
 from posereg.report.table import Table
-from posereg.report.wide import COMPARISON_HEADER, comparison_rows, wide
+from posereg.report.wide import CLAIM_HEADER, claim_rows, claims_summary, legend, report_header, wide
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+_TEXT = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": "-", "–": "--", "→": r"$\to$", "↳": r"$\hookrightarrow$",
+         "†": r"$\dagger$", "·": r"$\cdot$", "²": r"$^2$", "³": r"$^3$", "<": r"$<$",
+         ">": r"$>$"}
 
 
 def tex_escape(text: str) -> str:
-    """Escape LaTeX special characters; ± and Δ become math."""
+    """Escape LaTeX special characters; ±, Δ, arrows and the like become math."""
     out = "".join(_SPECIAL.get(ch, ch) for ch in text)
-    return out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("−", "-").replace("–", "--")
+    for ch, tex in _TEXT.items():
+        out = out.replace(ch, tex)
+    return out
 
 
-def _tabular(header_groups: list[tuple[str, int]] | None, header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule"]
+def _tabular(header_groups: list[tuple[str, int]] | None, header: list[str], rows: list[list[str]],
+             align: str | None = None) -> list[str]:
+    lines = [r"\begin{tabular}{" + (align or "l" + "r" * (len(header) - 1)) + "}", r"\toprule"]
     if header_groups and any(g for g, _ in header_groups):
         parts, rules, col = [], [], 1
         for g, span in header_groups:
@@ -32,8 +39,13 @@ def _tabular(header_groups: list[tuple[str, int]] | None, header: list[str], row
     return lines
 
 
+def _float(tabular: list[str], caption: str) -> list[str]:
+    return ["", r"\begin{table}[t]", r"\centering", r"\small", *tabular,
+            rf"\caption{{{tex_escape(caption)}}}", r"\end{table}"]
+
+
 def render_tex(table: Table) -> str:
-    """A table environment (booktabs) with the caption and status line, plus the claims table."""
+    """Table environments (booktabs): results with the status and header lines, claims, per part / joint."""
     columns, body = wide(table)
     groups: list[tuple[str, int]] = []
     for c in columns:
@@ -41,12 +53,12 @@ def render_tex(table: Table) -> str:
             groups[-1] = (c.group, groups[-1][1] + 1)
         else:
             groups.append((c.group, 1))
-    caption = tex_escape(f"{table.template.title}. {table.status_line()}. Mean ± std over seeds.")
-    lines = [r"% requires \usepackage{booktabs}", r"\begin{table}[t]", r"\centering", r"\small"]
-    lines += _tabular(groups, [c.header for c in columns], body)
-    lines += [rf"\caption{{{caption}}}", r"\end{table}"]
-    if table.comparisons:
-        lines += ["", r"\begin{table}[t]", r"\centering", r"\small"]
-        lines += _tabular(None, COMPARISON_HEADER, comparison_rows(table))
-        lines += [r"\caption{Paper claims checked on our numbers.}", r"\end{table}"]
+    lines = [r"% requires \usepackage{booktabs}"] + [f"% {line}" for line in report_header(table)]
+    caption = f"{table.template.title}. {table.status_line()}. {legend(table)}"
+    lines += _float(_tabular(groups, [c.header for c in columns], body), caption)[1:]
+    if table.claims:
+        lines += _float(_tabular(None, CLAIM_HEADER, claim_rows(table), "p{0.34\\linewidth}lrrllp{0.14\\linewidth}"),
+                        f"Paper claims checked on our numbers. {claims_summary(table)}")
+    for b in breakdowns(table):
+        lines += _float(_tabular(None, ["", *b.columns], b.text_rows()), b.title)
     return "\n".join(lines) + "\n"

@@ -1,19 +1,26 @@
-"""Build a template's table from run records: mean ± std over seeds, paper numbers and differences."""
+"""Build a template's table from run records: mean ± std over seeds, paper numbers and claim verdicts."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posereg.errors import ConfigError
 from posereg.report.collect import RunRecord, status_counts
+from posereg.report.members import DEFAULT, Foreign, axis_value, split_members
 from posereg.report.paper import resolve
+from posereg.report.protocol import Protocol, check_protocol
 from posereg.report.template import Dim, MetricSpec, Template
 
+if TYPE_CHECKING:
+    from posereg.report.claims import ClaimResult
+
 SEED_KEYS = ("seed",)
+UNKNOWN_COMMIT = "unknown"
+MIXED_MARK = "†"
 
 
 @dataclass
@@ -23,6 +30,8 @@ class Cell:
     values: list[float]
     expected: int
     statuses: dict[str, int]
+    by_seed: dict[str, float] = field(default_factory=dict)
+    commits: set[str] = field(default_factory=set)
 
     @property
     def n(self) -> int:
@@ -41,36 +50,25 @@ class Cell:
 
 
 @dataclass
-class ComparisonResult:
-    """A paper claim checked on our numbers."""
-
-    label: str
-    metric: MetricSpec
-    ours: float | None
-    paper: float | None
-    kind: str
-
-    @property
-    def delta(self) -> float | None:
-        """ours - paper."""
-        return None if self.ours is None or self.paper is None else self.ours - self.paper
-
-
-@dataclass
 class Table:
-    """A report table in the template's layout."""
+    """A report table in the template's layout, with everything the report says about its runs."""
 
     template: Template
     row_keys: list[str]
     col_keys: list[str]
     cells: dict[tuple[str, str, str], Cell]
     paper: dict[tuple[str, str, str], float]
-    comparisons: list[ComparisonResult]
     counts: dict[str, int]
     expected_runs: int
     failed: list[RunRecord]
     records: dict[tuple[str, str], list[RunRecord]]
     notes: list[str] = field(default_factory=list)
+    members: list[RunRecord] = field(default_factory=list)
+    all_records: list[RunRecord] = field(default_factory=list)
+    foreign: list[Foreign] = field(default_factory=list)
+    protocol: Protocol = field(default_factory=Protocol)
+    claims: list[ClaimResult] = field(default_factory=list)
+    source: str = ""
 
     @property
     def metrics(self) -> list[MetricSpec]:
@@ -111,6 +109,10 @@ class Table:
         """True when some row has a paper number for this column group and metric."""
         return any((r, col, metric) in self.paper for r in self.row_labels())
 
+    def show_delta(self) -> bool:
+        """Δ = ours − paper only where the runs follow the paper's protocol (or it cannot be checked)."""
+        return self.protocol.matches is not False
+
     def row_labels(self) -> list[str]:
         """Row labels in order."""
         return [self.row_label(k) for k in self.row_keys]
@@ -118,6 +120,31 @@ class Table:
     def paper_value(self, row: str, col: str, metric: str) -> float | None:
         """Paper number of a cell, by keys."""
         return self.paper.get((self.row_label(row), self.col_label(col), metric))
+
+    def cell_at(self, row_label: str, col_label: str, metric: str) -> Cell | None:
+        """A cell by its labels; None when the grid (narrowed on the command line) lacks it."""
+        for rk in self.row_keys:
+            for ck in self.col_keys:
+                if self.row_label(rk) == row_label and self.col_label(ck) == col_label:
+                    return self.cells.get((rk, ck, metric))
+        return None
+
+    def commit_counts(self) -> dict[str, int]:
+        """Done runs per git commit (`+dirty` counts as its own commit), most common first."""
+        done = [r for r in self.members if r.status == "done"]
+        counts = Counter(r.git_commit or UNKNOWN_COMMIT for r in done)
+        latest = {c: max((r.ended_at.timestamp() if r.ended_at else 0.0) for r in done
+                         if (r.git_commit or UNKNOWN_COMMIT) == c) for c in counts}
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], -latest[kv[0]])))
+
+    def mixed_commits(self) -> bool:
+        """True when the done runs come from more than one commit."""
+        return len(self.commit_counts()) > 1
+
+    def is_marked(self, cell: Cell) -> bool:
+        """True for a cell with runs from a commit other than the grid's most common one, or from several."""
+        counts = self.commit_counts()
+        return len(counts) > 1 and bool(cell.commits) and cell.commits != {next(iter(counts))}
 
 
 def _fmt(value: float | None, decimals: int, sign: bool = False) -> str:
@@ -148,41 +175,10 @@ def format_number(value: float | None, decimals: int, sign: bool = False) -> str
     return _fmt(value, decimals, sign)
 
 
-def _dim_values(dim: Dim, grid: dict[str, list[str]]) -> list[str]:
-    """Value keys of a dimension in order: labels' order first, then the grid's order."""
-    if dim.is_outputs:
-        return list(dim.outputs)
-    combos = [",".join(c) for c in itertools.product(*(grid.get(a, []) for a in dim.axes))]
-    ordered = [k for k in dim.labels if k in combos]
-    return ordered + [k for k in combos if k not in ordered]
-
-
-def _run_key(dim: Dim | None, record: RunRecord) -> str | None:
+def _run_key(dim: Dim | None, record: RunRecord) -> str:
     if dim is None or dim.is_outputs:
         return ""
-    vals = [record.overrides.get(a) for a in dim.axes]
-    return None if any(v is None for v in vals) else ",".join(vals)  # type: ignore[arg-type]
-
-
-def _in_grid(record: RunRecord, grid: dict[str, list[str]], fixed: dict[str, str] | None) -> bool:
-    if any(record.overrides.get(k) not in vals for k, vals in grid.items()):
-        return False
-    if fixed is None:
-        return True
-    extra = {k: v for k, v in record.overrides.items() if k not in grid}
-    return all(extra.get(k) == v for k, v in fixed.items())
-
-
-def _dedupe(records: list[RunRecord], grid: dict[str, list[str]]) -> list[RunRecord]:
-    """One record per grid point: the most recently finished one (others are older launches)."""
-    best: dict[tuple, RunRecord] = {}
-    for r in records:
-        point = tuple(r.overrides.get(k) for k in sorted(grid))
-        cur = best.get(point)
-        rank = (r.status == "done", r.ended_at.timestamp() if r.ended_at else 0.0)
-        if cur is None or rank > (cur.status == "done", cur.ended_at.timestamp() if cur.ended_at else 0.0):
-            best[point] = r
-    return list(best.values())
+    return ",".join(axis_value(record, a) for a in dim.axes)
 
 
 def metric_key(template: Template, metric: MetricSpec, row: str, col: str) -> str:
@@ -195,47 +191,35 @@ def metric_key(template: Template, metric: MetricSpec, row: str, col: str) -> st
     return template.metric_name.format(**fields) if len(fields) > 1 else metric.name
 
 
-def build_table(
-    template: Template,
-    records: list[RunRecord],
-    grid: dict[str, list[str]] | None = None,
-    fixed: dict[str, str] | None = None,
-    strict: bool = False,
-) -> Table:
-    """Aggregate runs into the template's layout; `grid`/`fixed` (from the sweep manifest) define the cells.
+def replicate_key(record: RunRecord, grid: dict[str, list[str]], table_axes: set[str]) -> str:
+    """What tells apart the runs of one cell (`seed=0`): the values of the grid axes the table does not show."""
+    return ",".join(f"{k}={axis_value(record, k)}" for k in sorted(grid) if k not in table_axes) or record.run_key
 
-    `strict` raises for comparisons that name cells outside the grid (template checks); otherwise they stay empty.
-    """
-    grid = dict(grid if grid is not None else template.grid)
-    if not grid:
-        grid = infer_grid(records)
-    members = _dedupe([r for r in records if _in_grid(r, grid, fixed)], grid)
-    notes = list(template.notes)
-    if len(members) < len([r for r in records if _in_grid(r, grid, None)]):
-        notes.append("Older runs of the same grid points with other fixed settings were ignored.")
-    row_keys = _dim_values(template.rows, grid)
-    col_keys = _dim_values(template.columns, grid) if template.columns else [""]
-    table_axes = set(template.rows.axes) | set(template.columns.axes if template.columns else [])
-    per_cell = math.prod(len(v) for k, v in grid.items() if k not in table_axes)
-    by_cell: dict[tuple[str, str], list[RunRecord]] = {}
-    for r in members:
-        rk, ck = _run_key(template.rows, r), _run_key(template.columns, r)
-        if rk is None or ck is None:
-            continue
-        for row in row_keys if template.rows.is_outputs else [rk]:
-            for col in col_keys if (template.columns and template.columns.is_outputs) else [ck]:
-                by_cell.setdefault((row, col), []).append(r)
+
+def _cells(template: Template, by_cell: dict[tuple[str, str], list[RunRecord]], row_keys: list[str],
+           col_keys: list[str], per_cell: int | None, replicate: Any) -> dict[tuple[str, str, str], Cell]:
     cells: dict[tuple[str, str, str], Cell] = {}
     for row in row_keys:
         for col in col_keys:
             runs = by_cell.get((row, col), [])
+            done = [r for r in runs if r.status == "done"]
             for m in template.metrics:
                 name = metric_key(template, m, row, col)
-                done = [r.value(m.section, name) for r in runs if r.status == "done"]
-                values = [v for v in done if v is not None]
+                by_seed: dict[str, float] = {}
+                commits: set[str] = set()
+                for r in done:
+                    v = r.value(m.section, name)
+                    if v is not None:
+                        by_seed[replicate(r)] = v
+                        commits.add(r.git_commit or UNKNOWN_COMMIT)
                 # An output that does not exist (a dash in the paper) has no value in any done run.
-                expected = per_cell if (values or not done) else 0
-                cells[(row, col, m.name)] = Cell(values, expected, status_counts(runs))
+                expected = (len(runs) if per_cell is None else per_cell) if (by_seed or not done) else 0
+                cells[(row, col, m.name)] = Cell(list(by_seed.values()), expected, status_counts(runs), by_seed,
+                                                 commits)
+    return cells
+
+
+def _paper(template: Template) -> dict[tuple[str, str, str], float]:
     paper = {}
     for key, value in template.paper.items():
         v = resolve(value)
@@ -244,61 +228,72 @@ def build_table(
         if not isinstance(v, int | float):
             raise ConfigError(f"template {template.name}: paper value for {key} is not a number: {v!r}")
         paper[key] = float(v)
+    return paper
+
+
+def build_table(
+    template: Template,
+    records: list[RunRecord],
+    grid: dict[str, list[str]] | None = None,
+    fixed: dict[str, str] | None = None,
+    experiment: str | None = None,
+    source: str = "",
+) -> Table:
+    """Aggregate runs into the template's layout over `grid` (default: the template's); every other run
+    under the folder is kept as a foreign run with the reason."""
+    from posereg.report.claims import evaluate_claims
+
+    grid = dict(grid if grid is not None else template.grid)
+    if not grid:
+        grid = infer_grid(records)
+    members, foreign = split_members(records, grid, fixed, experiment)
+    row_keys, col_keys = template.row_keys(grid), template.col_keys(grid)
+    table_axes = set(template.rows.axes) | set(template.columns.axes if template.columns else [])
+    by_cell: dict[tuple[str, str], list[RunRecord]] = {}
+    for r in members:
+        rk, ck = _run_key(template.rows, r), _run_key(template.columns, r)
+        for row in row_keys if template.rows.is_outputs else [rk]:
+            for col in col_keys if (template.columns and template.columns.is_outputs) else [ck]:
+                by_cell.setdefault((row, col), []).append(r)
+    if template.inferred:  # a folder of runs, not a planned grid: only the points that exist
+        row_keys = [rk for rk in row_keys if any((rk, ck) in by_cell for ck in col_keys)]
+        col_keys = [ck for ck in col_keys if any((rk, ck) in by_cell for rk in row_keys)]
+        per_cell, expected_runs = None, len(members)
+    else:
+        per_cell = math.prod(len(v) for k, v in grid.items() if k not in table_axes)
+        expected_runs = math.prod(len(v) for v in grid.values()) if grid else len(members)
     table = Table(
         template=template,
         row_keys=row_keys,
         col_keys=col_keys,
-        cells=cells,
-        paper=paper,
-        comparisons=[],
+        cells=_cells(template, by_cell, row_keys, col_keys, per_cell,
+                     lambda r: replicate_key(r, grid, table_axes)),
+        paper=_paper(template),
         counts=status_counts(members),
-        expected_runs=math.prod(len(v) for v in grid.values()) if grid else len(members),
+        expected_runs=expected_runs,
         failed=[r for r in members if r.status == "failed"],
         records=by_cell,
-        notes=[str(resolve(n)) for n in notes],
+        notes=[str(resolve(n)) for n in template.notes],
+        members=members,
+        all_records=list(records),
+        foreign=foreign,
+        protocol=check_protocol(template, members),
+        source=source,
     )
-    table.comparisons = [_compare(table, c, strict) for c in template.comparisons]
+    table.claims = evaluate_claims(table)
     return table
 
 
-def _cell_by_labels(table: Table, row_label: str, col_label: str, metric: str, strict: bool) -> Cell | None:
-    for rk in table.row_keys:
-        for ck in table.col_keys:
-            if table.row_label(rk) == row_label and table.col_label(ck) == col_label:
-                return table.cells.get((rk, ck, metric))
-    if not strict:  # a grid narrowed on the command line (method=i1,r1) lacks some compared cells
-        return None
-    raise ConfigError(
-        f"template {table.template.name}: comparison names cell ({row_label!r}, {col_label!r}) "
-        "which is not in the table; use row/column labels"
-    )
-
-
-def _compare(table: Table, c, strict: bool) -> ComparisonResult:
-    a = _cell_by_labels(table, c.a[0], c.a[1], c.metric, strict)
-    b = _cell_by_labels(table, c.b[0], c.b[1], c.metric, strict)
-    ma, mb = (a.mean if a else None), (b.mean if b else None)
-    ours = None
-    if ma is not None and mb is not None:
-        if c.kind == "difference":
-            ours = ma - mb
-        elif mb != 0:
-            ours = 100.0 * (mb - ma) / mb
-    paper = resolve(c.paper)
-    return ComparisonResult(
-        c.label, table.template.metric(c.metric), ours, None if paper is None else float(paper), c.kind
-    )
-
-
 def infer_grid(records: list[RunRecord]) -> dict[str, list[str]]:
-    """Axes of a grid without a manifest: every override key whose value differs between runs."""
+    """Axes of a folder of runs without a manifest: every override key whose value differs between runs
+    (a run that does not set a key has the value DEFAULT)."""
     keys = sorted({k for r in records for k in r.overrides})
     grid = {}
     for k in keys:
         vals: list[str] = []
         for r in records:
-            v = r.overrides.get(k)
-            if v is not None and v not in vals:
+            v = axis_value(r, k)
+            if v not in vals:
                 vals.append(v)
         if len(vals) > 1 or k in SEED_KEYS:
             grid[k] = vals
@@ -312,7 +307,7 @@ def _per_output(name: str) -> bool:
 
 
 def infer_template(records: list[RunRecord], name: str = "grid") -> Template:
-    """A plain layout for a directory of runs without a template: varying axes x monitored metrics."""
+    """A plain layout for a folder of runs without a template: varying overrides x monitored metrics."""
     grid = infer_grid(records)
     axes = [k for k in grid if k not in SEED_KEYS]
     done = [r for r in records if r.status == "done" and r.metrics.get("final")]
@@ -332,8 +327,13 @@ def infer_template(records: list[RunRecord], name: str = "grid") -> Template:
         for n in names[:6]
     ]
     rows = Dim(axes=axes) if axes else Dim(axes=["seed"]) if "seed" in grid else Dim(axes=[])
+    for r in records:  # `method=h1, data.input_size=64` rather than `h1,64`; `defaults` for a bare run
+        key = _run_key(rows, r)
+        named = [f"{a}={axis_value(r, a)}" for a in rows.axes if axis_value(r, a) != DEFAULT]
+        rows.labels.setdefault(key, "defaults" if not named else ", ".join(named) if len(rows.axes) > 1 else key)
     t = Template(name=name, title=f"{name}: runs by {', '.join(axes) or 'seed'}", rows=rows, metrics=metrics)
     t.grid = grid
+    t.inferred = True
     return t
 
 
@@ -342,11 +342,7 @@ def table_values(table: Table, row: str, col: str, metric: str) -> dict[str, Any
     cell = table.cells[(row, col, metric)]
     paper = table.paper_value(row, col, metric)
     mean = cell.mean
-    return {
-        "mean": mean,
-        "std": cell.std,
-        "n": cell.n,
-        "expected": cell.expected,
-        "paper": paper,
-        "delta": None if mean is None or paper is None else mean - paper,
-    }
+    delta = None if mean is None or paper is None or not table.show_delta() else mean - paper
+    return {"mean": mean, "std": cell.std, "n": cell.n, "expected": cell.expected, "paper": paper, "delta": delta,
+            "marked": table.is_marked(cell)}
+

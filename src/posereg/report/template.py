@@ -1,7 +1,47 @@
-"""Multirun templates: the grid, the fixed settings and the table layout of one paper table."""
+"""Multirun templates: the grid, the fixed settings, the table layout and the paper claims of one paper table.
+
+A template is a YAML file in multirun_templates/ (`grid`, `fixed`, `cpu:`/`real:` presets, `table`, `plots`).
+`table.claims` lists the paper's claims the grid tests, as data; the report gives each a verdict from the
+per-seed values (posereg.report.claims). One claim::
+
+    claims:
+      - label: "I1 beats H1 in PCKh@0.1 and in AUC"    # the claim, in words
+        a: I1                    # a cell: a row label, or {row: ROW, col: COL} (labels, as in the table)
+        b: H1
+        metrics: {val/pckh@0.1: 12.1, val/auc: 5.4}    # metric -> the paper's a - b (number, `ref:` path or null)
+        expect: a > b            # a > b | a < b | a better | a worse (by the metric's higher_is_better)
+      - label: "every integral variant beats its heat-map counterpart"
+        metric: val/auc          # one metric (`paper:` beside it gives the paper's difference)
+        expect: a better
+        pairs: [{a: I1, b: H1, paper: 5.4}, {a: I2, b: H2}, {a: I3, b: H3}]
+      - label: "I1 beats H1 at every depth"
+        metric: val/auc
+        a: I1                    # with `each`, a and b name only the other coordinate
+        b: H1
+        each: columns            # one pair per column label (`rows`: per row label)
+        expect: a > b
+      - label: "halving the heat map costs H1 more AUC than I1"       # a difference of differences
+        metric: val/auc
+        a: {row: H1, col: "(a)", minus: {row: H1, col: "(b)"}}     # H1(a) - H1(b)
+        b: {row: I1, col: "(a)", minus: {row: I1, col: "(b)"}}     # I1(a) - I1(b)
+        paper: 4.2
+        expect: a > b
+      - label: "I* improves R1 (MPJPE)"
+        kind: reduction_pct      # ours and the paper: 100 (b - a) / b; the verdict tests a - b
+        a: {row: I*, col: strategy 1}
+        b: {row: R1, col: strategy 1}
+        metric: test/mpjpe
+        paper: 6.0               # `expect` defaults to the paper's sign: here a < b
+        mode: real               # optional: the claim applies only to --real (or only to cpu) grids
+
+A claim with several pairs (`pairs`, `each`, or `metrics` with more than one metric) is reproduced only if
+every pair is. A pair without a stated `paper` difference takes it from the table's `paper:` cells when all
+its cells have one. A claim naming a row, column or metric the template does not produce is a ConfigError.
+"""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +50,7 @@ import yaml
 
 from posereg.errors import ConfigError
 from posereg.paths import TEMPLATES_DIR
+from posereg.report.claim_spec import Claim, parse_claims
 
 SECTIONS = ("final", "best", "test")
 
@@ -51,6 +92,15 @@ class Dim:
         return self.labels.get(key, key)
 
 
+def dim_values(dim: Dim, grid: dict[str, list[str]]) -> list[str]:
+    """Value keys of a dimension in order: labels' order first, then the grid's order."""
+    if dim.is_outputs:
+        return list(dim.outputs)
+    combos = [",".join(c) for c in itertools.product(*(grid.get(a, []) for a in dim.axes))]
+    ordered = [k for k in dim.labels if k in combos]
+    return ordered + [k for k in combos if k not in ordered]
+
+
 @dataclass
 class MetricSpec:
     """One reported metric: its stored name, label, metrics.json section and display precision."""
@@ -60,18 +110,6 @@ class MetricSpec:
     section: str = "final"
     decimals: int = 1
     higher_is_better: bool = True
-
-
-@dataclass
-class Comparison:
-    """A paper claim about two cells: `a - b` (difference) or `100 (b - a) / b` (reduction_pct)."""
-
-    label: str
-    a: tuple[str, str]
-    b: tuple[str, str]
-    metric: str
-    paper: float | None
-    kind: str = "difference"
 
 
 @dataclass
@@ -94,10 +132,19 @@ class Template:
     metrics: list[MetricSpec] = field(default_factory=list)
     metric_name: str = "{metric}"
     paper: dict[tuple[str, str, str], Any] = field(default_factory=dict)
-    comparisons: list[Comparison] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     plots: dict[str, Any] = field(default_factory=dict)
     is_real: bool = False
+    inferred: bool = False
+
+    def row_keys(self, grid: dict[str, list[str]] | None = None) -> list[str]:
+        """Row value keys in order (over `grid`, default the template's)."""
+        return dim_values(self.rows, self.grid if grid is None else grid)
+
+    def col_keys(self, grid: dict[str, list[str]] | None = None) -> list[str]:
+        """Column value keys in order ([''] without column groups)."""
+        return dim_values(self.columns, self.grid if grid is None else grid) if self.columns else [""]
 
     def metric(self, name: str) -> MetricSpec:
         """The metric spec with this name or label."""
@@ -149,15 +196,6 @@ def _dim(raw: Any, where: str, real: bool = False) -> Dim:
         else:
             outputs = split_values(outputs_raw)
     return Dim(axes=[str(a) for a in axes], outputs=outputs, labels=labels)
-
-
-def _cell_ref(ref: Any, where: str) -> tuple[str, str]:
-    """A comparison operand: `ROW` or {row: ROW, col: COL} (labels)."""
-    if isinstance(ref, dict):
-        return str(ref["row"]), str(ref.get("col", ""))
-    if isinstance(ref, str):
-        return ref, ""
-    raise ConfigError(f"{where}: expected a row label or {{row: ..., col: ...}}, got {ref!r}")
 
 
 def parse_template(raw: dict, path: Path | None = None, real: bool = False) -> Template:
@@ -231,23 +269,9 @@ def parse_template(raw: dict, path: Path | None = None, real: bool = False) -> T
             if axis not in t.grid:
                 raise ConfigError(f"{where}: table axis {axis!r} is not a key of `grid`")
     t.paper = _parse_paper(table.get("paper") or {}, t, where)
-    for c in table.get("comparisons") or []:
-        kind_c = str(c.get("kind", "difference"))
-        if kind_c not in ("difference", "reduction_pct"):
-            raise ConfigError(f"{where}: comparison kind must be difference|reduction_pct, got {kind_c!r}")
-        claims = c.get("metrics") or {c["metric"]: c.get("paper")}
-        for metric, paper in claims.items():
-            t.metric(str(metric))
-            t.comparisons.append(
-                Comparison(
-                    label=str(c["label"]),
-                    a=_cell_ref(c["a"], where),
-                    b=_cell_ref(c["b"], where),
-                    metric=t.metric(str(metric)).name,
-                    paper=paper,
-                    kind=kind_c,
-                )
-            )
+    if "comparisons" in table:
+        raise ConfigError(f"{where}: table.comparisons is now table.claims (see posereg.report.template)")
+    t.claims = parse_claims(table.get("claims") or [], t, where)
     return t
 
 
