@@ -1,0 +1,150 @@
+"""posereg-predict: run a trained run on images, folders, globs or videos; write overlays and JSON results.
+
+    posereg-predict run=<run dir> input=<image | folder | video | glob> [out=<dir>] [boxes=<detections json>]
+        [box=whole|center] [box_score_thr=0] [camera=fx,fy,cx,cy] [device=cpu|cuda] [batch_size=32]
+        [ckpt=best|last|<file>] [overlays=true|false] [key=value overrides of the run's config]
+
+Person boxes: the whole image (default), its largest centred square (box=center), or COCO detections
+(boxes=, [{image_id | file_name, bbox: [x,y,w,h], score}], kept at score >= box_score_thr; image_id is
+matched against the file stem as an int, or a video's frame index). Detection boxes are widened to a
+square and padded by the run's box_padding (1.25 by default); the whole image and its centre square are
+not padded. device defaults to cuda when there is one; flip_test follows the run's config (override it
+with flip_test=false). Outputs under out= (default predictions/<input name>): overlays/, predictions.json,
+coco_results.json (score = box score x mean joint confidence, 1 without either), and for a video its
+overlay mp4 and videos/<stem>.json (formats: posereg.predict). Unreadable inputs are listed at the end;
+the exit code is 0 when at least one input was read, 2 when none was (or for a setting error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+from posereg.cli.common import resolve_auto_cut
+from posereg.cli.eval import apply_overrides, load_run_config, pick_checkpoint
+from posereg.console import console
+from posereg.errors import ConfigError, DataError, require_int
+from posereg.runs import RunDir, register_resolvers
+from posereg.skeletons import get_joint_set
+
+USAGE = ("posereg-predict run=<run dir> input=<image|folder|video|glob> [out=<dir>] [boxes=<json>] "
+         "[box=whole|center] [box_score_thr=0] [camera=fx,fy,cx,cy] [device=cpu|cuda] [batch_size=32] "
+         "[ckpt=best|last|<file>] [overlays=true|false] [key=value ...]")
+OWN = {"run": None, "input": None, "out": None, "boxes": None, "box": "whole", "box_score_thr": "0",
+       "camera": None, "device": None, "batch_size": "32", "ckpt": "best", "overlays": "true"}
+
+
+def _flag(value: str, setting: str) -> bool:
+    """true/false as a bool; ConfigError naming the setting otherwise."""
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{setting}={value}: use true or false")
+
+
+def _float(value: str, setting: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{setting}={value}: expected a number") from None
+
+
+def predict(opts: dict[str, Any], overrides: list[str], progress: bool = True) -> dict[str, Any]:
+    """Load the run, predict on the inputs, write the outputs; returns the summary."""
+    from posereg import predict as P
+
+    run = RunDir(Path(opts["run"]))
+    register_resolvers()
+    cfg = apply_overrides(load_run_config(run.path), overrides)
+    checkpoint = pick_checkpoint(run, opts["ckpt"])
+    files = P.list_inputs(opts["input"])
+    batch_size = require_int(opts["batch_size"], "batch_size", 1)
+    camera = P.parse_camera(opts["camera"])
+    boxes = None
+    if opts["boxes"] is not None:
+        boxes = P.read_boxes(Path(opts["boxes"]), _float(opts["box_score_thr"], "box_score_thr"), P.box_padding(cfg))
+    box_source = P.box_source(opts["box"], boxes)
+    device = P.pick_device(opts["device"])
+    info = P.data_info(cfg)
+    resolve_auto_cut(cfg, info)
+    module = P.load_module(cfg, checkpoint, device)
+    predictor = P.Predictor(module, info.joint_set, info.input_size, info.depth_range, device, batch_size, camera)
+    out = Path(opts["out"]) if opts["out"] else default_out(opts["input"])
+    js = get_joint_set(info.joint_set)
+    header = {"run": str(run.path), "checkpoint": str(checkpoint), "method": str(cfg.method.name),
+              "joint_set": js.name, "joint_names": list(js.names), "bones": [list(b) for b in js.bones],
+              "dims": predictor.dims, "input_size": info.input_size, "depth_range": info.depth_range,
+              "cut": module.output_names[module.cut_index], "flip_test": module.flip_test,
+              "boxes": opts["boxes"] or opts["box"], "box_padding": P.box_padding(cfg) if boxes else 1.0,
+              "camera": None if camera is None else camera.tolist(),
+              "coordinates": "joints_2d: original image pixels, continuous (pixel centre at +0.5); "
+                             "coco_results.json: COCO's 0-based pixel centres (minus 0.5); 3D: camera frame, mm",
+              "overrides": list(overrides)}
+    writer = P.PredictionWriter(out, header, overlays=_flag(opts["overlays"], "overlays"))
+    console.print(f"posereg-predict: {len(files)} input file(s), {header['method']} ({header['cut']}) on {device}")
+    summary = P.predict_files(predictor, files, box_source, writer, progress=progress)
+    _report(summary)
+    return summary
+
+
+def default_out(spec: str) -> Path:
+    """predictions/<name>: the input file's stem, the folder's name, or a glob's last plain folder."""
+    path = Path(spec)
+    if glob.has_magic(spec):
+        head = list(itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
+        name = head[-1] if head else ""
+    else:
+        name = path.name if path.is_dir() else path.stem
+    return Path("predictions") / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "input")
+
+
+def _report(summary: dict[str, Any]) -> None:
+    """One line of counts, then the unreadable inputs."""
+    console.print(f"wrote {summary['out']}: {summary['images']} image(s), {summary['videos']} video(s) "
+                  f"({summary['frames']} frames), {summary['people']} people in images")
+    fails = summary["failures"]
+    if fails:
+        console.print(f"[bold yellow]{len(fails)} input(s) could not be read[/bold yellow]:")
+        for f in fails:
+            console.print(f"  {f['file']}: {f['error']}")
+    if not summary["images"] and not summary["videos"]:
+        raise DataError(f"no input could be read ({len(fails)} failed); see the list above")
+
+
+def parse_args(argv: list[str] | None) -> tuple[dict[str, Any], list[str]]:
+    """Split posereg-predict's own key=value settings from the config overrides."""
+    parser = argparse.ArgumentParser(prog="posereg-predict", usage=USAGE, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("items", nargs="*", help="run=<dir> input=<path> and the settings above; key=value overrides")
+    args = parser.parse_args(argv)
+    opts, rest = dict(OWN), []
+    for item in args.items:
+        key, sep, value = item.partition("=")
+        if sep and key in opts:
+            opts[key] = value
+        else:
+            rest.append(item)
+    for key in ("run", "input"):
+        if not opts[key]:
+            parser.error(f"{key}=... is required")
+    return opts, rest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (posereg-predict)."""
+    opts, overrides = parse_args(argv)
+    try:
+        predict(opts, overrides)
+    except (ConfigError, DataError) as err:
+        console.print(f"[bold red]error[/bold red]: {err}")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
+
