@@ -156,7 +156,8 @@ def test_synth2d_module_info_and_loaders():
 
 
 @pytest.mark.parametrize("override,match", [
-    ({"input_size": 100}, "data.input_size"),
+    ({"input_size": 0}, "data.input_size"),  # divisibility is each network's own rule
+    ({"input_size": [64, 96]}, "square"),
     ({"ratios": {"synth": 1.5}}, "data.ratios.synth"),
     ({"joint_set": "mpii17"}, "unknown joint set"),
     ({"sources": {}}, "data.sources"),

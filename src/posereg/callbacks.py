@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from posereg.errors import ConfigError
 
 
 class NonFiniteLossError(RuntimeError):
@@ -52,12 +55,49 @@ class InterruptCheckpoint(Callback):
 
 
 def interruption_signal(exception: BaseException) -> str | None:
-    """"SIGINT" for Ctrl-C, "SIGTERM" for Lightning's SIGTERM exception, None for anything else."""
+    """"SIGINT" for Ctrl-C, "SIGTERM" for Lightning's SIGTERM exception, the signal name of a scheduler's
+    requeue warning, None for anything else."""
     if isinstance(exception, KeyboardInterrupt):
         return "SIGINT"
+    if isinstance(exception, RequeueRequested):
+        return exception.signal_name
     if type(exception).__name__ == "SIGTERMException":
         return "SIGTERM"
     return None
+
+
+class RequeueRequested(SystemExit):
+    """The scheduler's warning signal arrived: stop after this step so the job can be requeued."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(128 + int(getattr(signal, signal_name)))
+        self.signal_name = signal_name
+
+
+class RequeueOnSignal(Callback):
+    """On a scheduler's warning signal (SLURM `--signal`), finish the current step and stop the run.
+
+    The handler only sets a flag; the next step boundary raises RequeueRequested, so InterruptCheckpoint
+    writes last.ckpt from a consistent state and the run lifecycle requeues the job (`scontrol requeue`).
+    """
+
+    def __init__(self, signal_name: str = "SIGUSR2") -> None:
+        if not signal_name.startswith("SIG") or not hasattr(signal, signal_name):
+            raise ConfigError(f"requeue_signal={signal_name!r} is not a signal name such as SIGUSR2")
+        self.signal_name = signal_name
+        self.requested = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            signal.signal(getattr(signal, self.signal_name), self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.requested:
+            raise RequeueRequested(self.signal_name)
 
 
 def last_checkpoint(dirpath: str, every_n_epochs: int | None = None,

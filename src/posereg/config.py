@@ -6,6 +6,7 @@ from typing import Any
 
 import hydra
 from hydra.errors import InstantiationException
+from omegaconf import DictConfig
 
 from posereg.errors import ConfigError, DataError
 
@@ -25,3 +26,15 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
         if isinstance(cause, ConfigError | DataError):
             raise cause from None
         raise
+
+
+def instantiate_group(node: DictConfig | None) -> list[Any]:
+    """Build every `_target_` entry of a config group mapping (callbacks, logger); null entries and
+    factories that return None (a feature left off) are dropped."""
+    built = []
+    for value in (node or {}).values():
+        if value is not None and "_target_" in value:
+            obj = instantiate(value)
+            if obj is not None:
+                built.append(obj)
+    return built

@@ -22,13 +22,16 @@ from posereg.runs import register_resolvers
 
 
 class KillAt(pl.Callback):
-    """SIGKILL the process when training reaches a global step."""
+    """SIGKILL the process (with KILL_GROUP=1 in the environment: its whole process group, e.g. every DDP
+    rank) when training reaches a global step."""
 
     def __init__(self, step: int) -> None:
         self.step = step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            if os.environ.get("KILL_GROUP") == "1":
+                os.killpg(os.getpgid(0), signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)
 
 

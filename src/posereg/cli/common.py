@@ -24,28 +24,20 @@ def check_run_settings(cfg: DictConfig) -> None:
 
 
 def build_trainer(node: DictConfig, **kwargs: Any) -> Any:
-    """The Lightning Trainer of the trainer group; Lightning's own argument errors become ConfigErrors."""
+    """The Lightning Trainer of the trainer group; Lightning's own argument errors become ConfigErrors.
+
+    The data module shards training batches and evaluation samples across ranks itself (every sample
+    once), so Lightning must never wrap its samplers (`use_distributed_sampler=False`).
+    """
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
-        return instantiate(node, **kwargs)
+        return instantiate(node, **kwargs, use_distributed_sampler=False)
     except Exception as err:  # noqa: BLE001 - Hydra wraps the Trainer's error; report it as a setting error
         cause = err.__cause__ or err
         if isinstance(cause, MisconfigurationException | ValueError | TypeError):
             raise ConfigError(f"trainer settings: {str(cause).splitlines()[0]}") from None
         raise
-
-
-def instantiate_group(node: DictConfig | None) -> list[Any]:
-    """Build every `_target_` entry of a config group mapping (callbacks, logger); null entries and
-    factories that return None (a feature left off) are dropped."""
-    built = []
-    for value in (node or {}).values():
-        if value is not None and "_target_" in value:
-            obj = instantiate(value)
-            if obj is not None:
-                built.append(obj)
-    return built
 
 
 def resolve_auto_cut(cfg: DictConfig, info: Any) -> None:

@@ -108,8 +108,9 @@ def evaluate(run_path: Path, split: str = "val", ckpt: str = "best", overrides: 
     scalars = {k: float(v) for part in results for k, v in part.items()}
     out = {"split": split, "checkpoint": str(checkpoint), "overrides": list(overrides or []), "metrics": scalars,
            "extras": to_jsonable(getattr(model, "final_extras", {}) or {})}
-    write_json(run.path / f"eval_{split}.json", out)
-    print_metrics({"final": scalars}, title=f"eval {split}: {run.path}")
+    if trainer.is_global_zero:  # under DDP every rank evaluates its share; one writes and prints
+        write_json(run.path / f"eval_{split}.json", out)
+        print_metrics({"final": scalars}, title=f"eval {split}: {run.path}")
     return out
 
 

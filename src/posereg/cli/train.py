@@ -17,7 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from posereg.cli.common import build_trainer, check_run_settings, instantiate_group, load_init_weights, resolve_auto_cut
+from posereg.cli.common import build_trainer, check_run_settings, load_init_weights, resolve_auto_cut
+from posereg.config import instantiate_group
 from posereg.console import print_metrics, print_run_summary
 from posereg.jsonio import to_jsonable
 from posereg.loggers import AppendingCSVLogger
@@ -25,6 +26,7 @@ from posereg.paths import CONF_DIR
 from posereg.runs import register_resolvers
 from posereg.runs.checkpoints import SafeCheckpointIO
 from posereg.runs.keys import defines_run, override_key
+from posereg.runs.launch import cluster_plugins
 from posereg.runs.lifecycle import RunSession, run_lifecycle
 
 register_resolvers()
@@ -48,7 +50,7 @@ def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callbac
     loggers = [AppendingCSVLogger(session.run.path), *instantiate_group(cfg.logger)]
     trainer: pl.Trainer = build_trainer(
         cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(session.run.path),
-        plugins=[SafeCheckpointIO(session.trust_checkpoints)],
+        plugins=[SafeCheckpointIO(session.trust_checkpoints), *cluster_plugins()],
         enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),
     )
     if session.owner:

@@ -14,7 +14,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from posereg.config import instantiate
 from posereg.data.collate import collate_samples
 from posereg.data.resumable import ResumableDataLoader
-from posereg.data.samplers import MixedSourceBatchSampler, SourceMix, batch_counts
+from posereg.data.samplers import MixedSourceBatchSampler, ShardSampler, SourceMix, batch_counts
 from posereg.data.transforms import AugmentConfig
 from posereg.data.workers import loader_worker_init
 from posereg.errors import ConfigError, require_int
@@ -157,9 +157,7 @@ class PoseDataModule(L.LightningDataModule):
         counts = [c for n, c in zip(self.sources, self.counts, strict=True) if self.ratios[n] > 0]
         total = int(self.epoch_length) if self.epoch_length else sum(len(d) for d in ds)
         num_batches = max(1, total // self.batch_size)
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        rank, world = _rank_world()
         return MixedSourceBatchSampler([len(d) for d in ds], counts, num_batches, self.seed,
                                        [bool(getattr(d, "procedural", False)) for d in ds], rank, world)
 
@@ -178,13 +176,17 @@ class PoseDataModule(L.LightningDataModule):
             loader.start_at(self.trainer.fit_loop.epoch_progress.current.processed)
         return loader
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.dataset("val"), batch_size=self.eval_batch_size, shuffle=False,
+    def _eval_loader(self, split: str) -> DataLoader:
+        """Evaluation batches in dataset order; under DDP each rank takes its own share, each sample once."""
+        ds = self.dataset(split)
+        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=ShardSampler(len(ds), *_rank_world()),
                           **self._loader_kwargs())
 
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.dataset("test"), batch_size=self.eval_batch_size, shuffle=False,
-                          **self._loader_kwargs())
+        return self._eval_loader("test")
 
     def preview(self, split: str, n: int) -> list[dict[str, Any]]:
         """The first n samples the loaders would give (train: in batch-sampler order)."""
@@ -197,6 +199,13 @@ class PoseDataModule(L.LightningDataModule):
             return out
         ds = self.dataset(split)
         return [ds[i] for i in range(min(n, len(ds)))]
+
+
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of this process in a distributed run, (0, 1) otherwise."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 def build_datamodule(cfg: Any) -> PoseDataModule:

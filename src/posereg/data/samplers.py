@@ -93,3 +93,20 @@ class SourceMix(Dataset):
         sample = self.datasets[s][i]
         sample["meta"] = {**sample["meta"], "source": self.names[s]}
         return sample
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation order for one rank: indices rank, rank + world, ... of 0..n-1 (no padding, no repeat).
+
+    Every sample is evaluated exactly once across the ranks; ranks may get one sample more or less
+    (metrics reduce their states across ranks, so unequal shares are fine).
+    """
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.rank, self.world_size = int(n), int(rank), int(world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world_size))

@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from posereg.codecs import CoordinateCodec
 from posereg.errors import ConfigError
@@ -84,6 +85,8 @@ class PoseModule(L.LightningModule):
                 for stage in ("val", "test")
             }
         )
+        # the evaluation loss as a sample-weighted mean that reduces exactly across DDP ranks
+        self.eval_loss = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
         self.root_depth = root_depth
         if root_depth is not None and not self.cut_all and root_depth.feature_index > self.cut_index:
             raise ConfigError(
@@ -139,7 +142,7 @@ class PoseModule(L.LightningModule):
         """Decode the evaluated outputs to image/camera space and update that stage's metrics."""
         outputs, coords = self.predict_coords(batch["image"])
         bs = batch["image"].shape[0]
-        self.log(f"{stage}/loss", self.compute_loss(outputs, batch)["total"], sync_dist=True, batch_size=bs)
+        self.eval_loss[stage].update(self.compute_loss(outputs, batch)["total"].detach().float(), weight=bs)
         decoding = batch
         if self.root_depth is not None:
             root = self.root_depth(outputs, batch["camera"])
@@ -168,6 +171,8 @@ class PoseModule(L.LightningModule):
     def _finish(self, stage: str) -> None:
         """Compute, log (scalars, `sync_dist`) and reset the metrics; keep curves etc. in `final_extras`."""
         extras: dict[str, Any] = {}
+        self.log(f"{stage}/loss", float(self.eval_loss[stage].compute()), sync_dist=True)
+        self.eval_loss[stage].reset()
         for i in self.eval_indices:
             suffixes = [""] if i == self.cut_index else []
             if self.cut_all:

@@ -146,8 +146,8 @@ class RunDir:
         )
 
     def mark_finished(self, status: str, error: str | None = None, failed_step: int | None = None,
-                      exit_code: int | None = None) -> dict:
-        """Record the end of an attempt with its outcome."""
+                      exit_code: int | None = None, **extra: Any) -> dict:
+        """Record the end of an attempt with its outcome (and extra fields, e.g. a requeue)."""
         assert status in STATUSES, status
         current = self.read_status(repair=True)
         ended = _dt.datetime.now(_dt.timezone.utc)
@@ -155,7 +155,7 @@ class RunDir:
         if current.get("started_at"):
             duration = round((ended - _dt.datetime.fromisoformat(current["started_at"])).total_seconds(), 1)
         return self.update_status(status=status, ended_at=ended.isoformat(timespec="seconds"), duration_s=duration,
-                                  error=error, failed_step=failed_step, exit_code=exit_code)
+                                  error=error, failed_step=failed_step, exit_code=exit_code, **extra)
 
     def read_metrics(self) -> dict:
         """metrics.json, or an empty dict (DamagedFileError when it cannot be parsed)."""

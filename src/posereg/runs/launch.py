@@ -46,3 +46,32 @@ def scheduler_job() -> str | None:
     if job and os.environ.get("SLURM_ARRAY_TASK_ID"):
         job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     return f"slurm:{job}" if job else None
+
+
+def slurm_job_id() -> str | None:
+    """The id `scontrol requeue` takes for this job (array jobs: `<array job>_<task>`), None outside SLURM."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
+def requeue_slurm_job() -> tuple[str, int]:
+    """`scontrol requeue <job>`: (job id, exit code of scontrol; 127 when scontrol is not on PATH)."""
+    import subprocess
+
+    job = slurm_job_id()
+    if job is None:
+        return "", 1
+    try:
+        return job, subprocess.run(["scontrol", "requeue", job], check=False, timeout=60).returncode
+    except FileNotFoundError:
+        return job, 127
+
+
+def cluster_plugins() -> list:
+    """Lightning plugins for the cluster this runs on: under SLURM, its environment with Lightning's own
+    auto-requeue off (posereg's RequeueOnSignal and the run lifecycle do it, into last.ckpt)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []

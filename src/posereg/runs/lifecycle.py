@@ -34,6 +34,8 @@ from posereg.callbacks import (
     MetricHistory,
     NanGuard,
     NonFiniteLossError,
+    RequeueOnSignal,
+    RequeueRequested,
     RngState,
     interruption_signal,
     last_checkpoint,
@@ -45,7 +47,7 @@ from posereg.jsonio import DamagedFileError, atomic_write_bytes, read_json
 from posereg.runs.checkpoints import DamagedCheckpointError, load_checkpoint
 from posereg.runs.files import RunDir, now, set_aside
 from posereg.runs.keys import defines_run
-from posereg.runs.launch import is_rank_zero, launch_token, scheduler_job
+from posereg.runs.launch import is_rank_zero, launch_token, requeue_slurm_job, scheduler_job, slurm_job_id
 from posereg.runs.lock import EXIT_IN_USE, RunInUseError, RunLock
 
 EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_DISK = 2, 3, 74
@@ -68,6 +70,7 @@ class RunSession:
     history: MetricHistory = field(default_factory=lambda: MetricHistory(None))
     interrupt: InterruptCheckpoint | None = None
     overrides: list[str] = field(default_factory=list)
+    requeue_signal: str | None = None  # the scheduler's warning signal, when running under SLURM
 
     @property
     def skipped(self) -> bool:
@@ -77,7 +80,7 @@ class RunSession:
     def callbacks(self) -> list[pl.Callback]:
         """The callbacks resume depends on: epoch position, last.ckpt, RNG states, history, NaN guard."""
         self.interrupt = InterruptCheckpoint(self.run.last_ckpt)
-        return [
+        callbacks = [
             BatchPositionTracker(),  # first: an interruption in a later callback still sees the position
             last_checkpoint(str(self.run.checkpoint_dir), every_n_epochs=1),
             NanGuard(),
@@ -85,6 +88,9 @@ class RunSession:
             RngState(),
             self.history,
         ]
+        if self.requeue_signal:
+            callbacks.append(RequeueOnSignal(self.requeue_signal))
+        return callbacks
 
 
 def _find_resume_checkpoint(run: RunDir, trust: bool) -> Path | None:
@@ -206,6 +212,14 @@ def _finish_failed(session: RunSession, err: BaseException, multirun: bool) -> N
     """Record a failed or interrupted attempt and turn it into a message and an exit code."""
     run = session.run
     signal = (session.interrupt.signal if session.interrupt else None) or interruption_signal(err)
+    if isinstance(err, RequeueRequested) or (signal and signal == session.requeue_signal):
+        job, rc = requeue_slurm_job()
+        code = err.code if isinstance(err, RequeueRequested) else EXIT_SIGNAL.get(signal or "", 1)
+        _safe_status(run, "interrupted", error=f"{signal}: requeued SLURM job {job}", exit_code=code,
+                     requeue={"job": job, "scontrol_exit_code": rc})
+        console.print(f"[yellow]requeued[/yellow] SLURM job {job} on {signal} (scontrol exit code {rc}); "
+                      f"last.ckpt written, the requeued job resumes {run.path}")
+        raise SystemExit(code) from None
     if signal is not None or isinstance(err, SystemExit):
         code = EXIT_SIGNAL.get(signal or "", 1)
         _safe_status(run, "interrupted", error=signal or type(err).__name__, exit_code=code)
@@ -264,6 +278,7 @@ def run_lifecycle(cfg: DictConfig, run_path: Path, overrides: list[str], multiru
         try:
             session = _decide(cfg, run)
             session.overrides = list(overrides)
+            session.requeue_signal = str(cfg.requeue_signal) if slurm_job_id() and cfg.requeue_signal else None
             if not session.skipped:
                 noted = _check_saved_config(cfg, run) if session.action == "resume" else []
                 if session.action == "fresh":
