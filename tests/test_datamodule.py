@@ -183,12 +183,24 @@ def test_ratios_must_sum_to_one():
 def test_show_writes_a_grid_with_left_and_right_colours(tmp_path):
     from posereg.cli.show import LEFT, RIGHT, main
 
-    out = main(["data=synth2d", "n=4", f"out={tmp_path / 'grid.png'}", "data.input_size=64", "data.num_workers=0",
-                "split=val"])
+    out = tmp_path / "grid.png"
+    assert main(["data=synth2d", "n=4", f"out={out}", "data.input_size=64", "data.num_workers=0", "split=val"]) == 0
     img = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
     assert img.shape == (2 * 192, 2 * 192, 3)
     for colour in (LEFT, RIGHT):
         assert (np.abs(img.astype(int) - colour).sum(-1) < 10).sum() > 50
+
+
+def test_show_help_and_bad_settings_exit_cleanly(capsys):
+    import subprocess
+    import sys
+
+    from posereg.cli.show import main
+
+    assert main(["--help"]) == 0 and "usage: posereg-show" in capsys.readouterr().out
+    assert main(["data=no_such_data"]) == 2 and "no_such_data" in capsys.readouterr().err
+    ok = subprocess.run([sys.executable, "-m", "posereg.cli.show", "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0
 
 
 def test_collate_keeps_only_shared_meta_keys():

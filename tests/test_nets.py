@@ -147,3 +147,16 @@ def test_parse_cut_grammar():
             parse_cut(bad, names, aliases)
     with pytest.raises(ConfigError, match="measuring"):
         parse_cut("auto:200", names)
+
+
+def test_backbone_checkpoint_with_a_prefix_loads_and_a_foreign_one_fails(tmp_path, capsys):
+    ref = timm.create_model("resnet18", pretrained=False)
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in ref.state_dict().items()}}, wrapped)
+    bb = Backbone("resnet18", checkpoint=str(wrapped))
+    assert torch.equal(bb.body.layer2[0].conv1.weight, ref.layer2[0].conv1.weight)
+    assert "loaded 120 of 120 tensors" in capsys.readouterr().out  # the fc weight and bias are skipped
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"encoder.blocks.0.weight": torch.zeros(3)}, foreign)
+    with pytest.raises(ConfigError, match="backbone.min_fraction"):
+        Backbone("resnet18", checkpoint=str(foreign))

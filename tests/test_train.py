@@ -183,11 +183,12 @@ def test_impossible_combination_fails_with_clear_error(make_cfg, tmp_path, capsy
     with pytest.raises(SystemExit) as exc:
         _run(cfg, run.path)
     assert exc.value.code == 2
-    assert run.read_status()["status"] == "failed"
-    assert "ConfigError" in run.read_status()["error"]
-    assert not run.last_ckpt.exists()
+    assert not run.path.exists()  # refused before it began: nothing left behind
     printed = capsys.readouterr().out
     assert "error" in printed and "method" in printed
+    # in a grid the cell is kept, failed, for the report
+    assert train_task(cfg, run_path=run.path, overrides=[], multirun=True) is None
+    assert run.read_status()["status"] == "failed" and "ConfigError" in run.read_status()["error"]
 
 
 def test_eval_uses_the_runs_saved_config(make_cfg, tmp_path, monkeypatch):

@@ -133,3 +133,30 @@ def restore_from_wandb(reference: str, dest: Path) -> tuple[Path, Path]:
     if not ckpts:
         raise FileNotFoundError(f"W&B artifact of {reference} holds no .ckpt file")
     return config_file, ckpts[-1]
+
+
+def csv_to_tensorboard(run_dir: str | Path) -> Path:
+    """Write a run's CSV history (csv/metrics.csv) as TensorBoard events in <run>/tensorboard: the logs of a
+    run that finished before `logger=tensorboard` was asked for. Returns the events folder."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir = Path(run_dir)
+    source = run_dir / "csv" / "metrics.csv"
+    if not source.is_file():
+        from posereg.errors import DataError
+
+        raise DataError(f"{source} does not exist: is {run_dir} a posereg run directory?")
+    out = run_dir / "tensorboard" / "from_csv"
+    writer = SummaryWriter(str(out))
+    with open(source, newline="") as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.get("step") or 0))
+            for key, text in row.items():
+                if key in ("step", "epoch") or not text:
+                    continue
+                try:
+                    writer.add_scalar(key, float(text), step)
+                except ValueError:
+                    continue
+    writer.close()
+    return out

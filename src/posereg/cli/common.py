@@ -12,7 +12,7 @@ from posereg.config import instantiate
 from posereg.console import console
 from posereg.errors import ConfigError, require_int
 from posereg.nets.cut import auto_fps
-from posereg.runs.checkpoints import load_checkpoint
+from posereg.weights import load_checkpoint, load_matching
 
 
 def check_run_settings(cfg: DictConfig) -> None:
@@ -55,36 +55,14 @@ def resolve_auto_cut(cfg: DictConfig, info: Any) -> None:
         cfg.cut = name
 
 
-def strip_prefixes(state: dict[str, torch.Tensor], own: set[str]) -> dict[str, torch.Tensor]:
-    """A state dict whose keys match `own`, removing a wrapper prefix (`model.`, `module.`, ...) when needed."""
-    if any(k in own for k in state):
-        return state
-    for prefix in ("model.", "module.", "net.", "backbone.", "state_dict."):
-        renamed = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if any(k in own for k in renamed):
-            return renamed
-    return state
-
-
 def load_init_weights(model: torch.nn.Module, path: str, min_fraction: float, trust: bool = False) -> int:
     """Load weights only (fine-tuning) from a checkpoint; ConfigError when less than `min_fraction` of the
     model's tensors find a tensor of the same name and shape (another architecture). Returns the count."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"init_from={path}: no such checkpoint file")
-    state = load_checkpoint(file, trust=trust)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"init_from={path}: not a checkpoint or state dict of tensors")
-    own = model.state_dict()
-    state = strip_prefixes(state, set(own))
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    fraction = len(usable) / max(len(own), 1)
-    if fraction < min_fraction:
-        raise ConfigError(f"init_from={path}: only {len(usable)} of the model's {len(own)} tensors match by name "
-                          f"and shape ({fraction:.0%} < init_from_min_fraction={min_fraction:g}): is it a "
-                          "checkpoint of another network?")
-    model.load_state_dict(usable, strict=False)
-    console.print(f"init_from: loaded {len(usable)} of {len(own)} tensors from {file} "
-                  f"({len(state) - len(usable)} of its tensors skipped: name or shape)")
-    return len(usable)
+    loaded, total, skipped = load_matching(model, load_checkpoint(file, trust=trust), min_fraction,
+                                           f"init_from={path} (init_from_min_fraction={min_fraction:g})")
+    console.print(f"init_from: loaded {loaded} of {total} tensors from {file} ({skipped} of its tensors skipped: "
+                  "name or shape)")
+    return loaded

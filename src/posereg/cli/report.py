@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--per-joint", action="store_true",
                    help="print PCKh per part and MPJPE per joint of the runs (writes no files)")
+    p.add_argument("--to-tensorboard", action="store_true",
+                   help="write each run's CSV history as TensorBoard events (<run>/tensorboard/from_csv)")
     return p.parse_args(argv)
 
 
@@ -43,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
             print(Path(files["md"]).read_text())
         elif not args.paths:
             raise ConfigError("posereg-report: give a grid dir, e.g. `posereg-report runs/integral_table1`")
+        elif args.to_tensorboard:
+            from posereg.loggers import csv_to_tensorboard
+            from posereg.report.collect import expand, find_run_dirs
+
+            for run in (d for root in expand(args.paths) for d in find_run_dirs(root)):
+                print(f"wrote {csv_to_tensorboard(run)}")
+            return 0
         elif args.per_joint:
             table = make_table(args.paths, args.template)
             lines = breakdown_md(table)

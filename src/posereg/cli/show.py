@@ -12,8 +12,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+from hydra.errors import HydraException
 
 from posereg.data.transforms import denormalize_image
+from posereg.errors import ConfigError, DataError, require_int
 from posereg.skeletons import get_joint_set
 
 LEFT, RIGHT, CENTRE = (60, 120, 255), (255, 80, 60), (60, 220, 60)  # RGB
@@ -66,6 +68,9 @@ def sample_grid(samples: list[dict[str, Any]], joint_set: str, cell: int = 192) 
     return grid
 
 
+USAGE = "posereg-show [data=<option>] [n=16] [out=samples.png] [split=train|val|test] [any other override]"
+
+
 def _split_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     own, overrides = {}, []
     for a in argv:
@@ -77,16 +82,24 @@ def _split_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return own, overrides
 
 
-def main(argv: list[str] | None = None) -> Path:
+def write_samples(argv: list[str]) -> Path:
     """Compose the config with the overrides, build the data module and write the grid PNG."""
     from hydra import compose, initialize_config_dir
 
     from posereg.data import build_datamodule
+    from posereg.runs import register_resolvers
 
-    own, overrides = _split_args(sys.argv[1:] if argv is None else argv)
-    n, out, split = int(own.get("n", 16)), Path(own.get("out", "samples.png")), own.get("split", "train")
+    own, overrides = _split_args(argv)
+    n, split = require_int(own.get("n", 16), "n", 1), own.get("split", "train")
+    out = Path(own.get("out", "samples.png"))
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"split={split!r}: choose train, val or test")
+    register_resolvers()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+        try:
+            cfg = compose(config_name="config", overrides=overrides)
+        except HydraException as err:
+            raise ConfigError(str(err).splitlines()[0]) from None
     dm = build_datamodule(cfg)
     samples = dm.preview(split, n)
     grid = sample_grid(samples, dm.info.joint_set)
@@ -96,5 +109,19 @@ def main(argv: list[str] | None = None) -> Path:
     return out
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (posereg-show): 0 on success, 2 on a bad setting."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(f"usage: {USAGE}\n\n{__doc__.splitlines()[0]}")
+        return 0
+    try:
+        write_samples(args)
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,6 +7,7 @@ is the run lifecycle's job (`posereg.runs.lifecycle`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from posereg.cli.common import build_trainer, check_run_settings, load_init_weights, resolve_auto_cut
 from posereg.config import instantiate_group
-from posereg.console import print_metrics, print_run_summary
+from posereg.console import console, print_metrics, print_run_summary
 from posereg.jsonio import to_jsonable
 from posereg.loggers import AppendingCSVLogger
 from posereg.paths import CONF_DIR
@@ -55,6 +56,7 @@ def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callbac
     )
     if session.owner:
         print_run_summary(cfg, session.run.path, model)
+    session.training_started = True
     trainer.fit(model, datamodule=datamodule, ckpt_path=session.resume_from)
     if trainer.interrupted:
         return None
@@ -122,6 +124,9 @@ def train_task(
         run_path = Path(hc.runtime.output_dir)
         overrides = list(hc.overrides.task) if overrides is None else overrides
         multirun = hc.mode == RunMode.MULTIRUN if multirun is None else multirun
+    if multirun and os.environ.get("POSEREG_SWEEP_CELLS") and HydraConfig.initialized():
+        console.print(f"[bold]cell {HydraConfig.get().job.num + 1}/{os.environ['POSEREG_SWEEP_CELLS']}[/bold] "
+                      f"{Path(run_path).name}")
     with run_lifecycle(cfg, Path(run_path), list(overrides or []), bool(multirun)) as session:
         if session.skipped:
             return session.metrics

@@ -11,29 +11,28 @@ import torch
 from torch import nn
 
 from posereg.errors import ConfigError
+from posereg.weights import load_checkpoint, load_matching
 
 
-def timm_weight_kwargs(checkpoint: str | None) -> dict[str, Any]:
-    """timm `create_model` kwargs: random init, or weights from the local file `checkpoint`."""
-    if checkpoint is None:
-        return {"pretrained": False}
-    path = Path(str(checkpoint)).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            f"backbone.checkpoint={checkpoint!r} does not exist: give a local weight file or null for random init"
-        )
-    # timm filters the classifier and adapts the weights to features_only models itself.
-    return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+def create_timm(name: str, checkpoint: str | None = None, min_fraction: float = 0.9, **kwargs: Any) -> nn.Module:
+    """timm model `name` (random init), with the weights of a local `checkpoint` file when given.
 
-
-def create_timm(name: str, checkpoint: str | None = None, **kwargs: Any) -> nn.Module:
-    """Create timm model `name`, turning timm's own errors into one-line ConfigErrors."""
+    The file is loaded safely (posereg.weights), a wrapper prefix (`model.`, `module.`, `backbone.`, ...) is
+    removed, and loading fails when less than `min_fraction` of the model's tensors match by name and shape
+    (a classifier's head is simply skipped: it is not part of a features-only model).
+    """
     if not timm.is_model(name):
         raise ConfigError(f"backbone.name={name!r} is not a timm model: see timm.list_models()")
-    try:
-        return timm.create_model(name, **timm_weight_kwargs(checkpoint), **kwargs)
-    except (RuntimeError, KeyError) as err:
-        raise ConfigError(f"backbone.checkpoint={checkpoint!r} cannot be loaded into {name}: {err}") from err
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    if checkpoint is not None:
+        path = Path(str(checkpoint)).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"backbone.checkpoint={checkpoint!r} does not exist: give a local weight file or null "
+                              "for random init")
+        setting = f"backbone.checkpoint={checkpoint} (backbone.min_fraction={min_fraction:g})"
+        loaded, total, skipped = load_matching(model, load_checkpoint(path), min_fraction, setting)
+        print(f"backbone {name}: loaded {loaded} of {total} tensors from {path} ({skipped} of its tensors skipped)")
+    return model
 
 
 class Backbone(nn.Module):
@@ -45,13 +44,14 @@ class Backbone(nn.Module):
         out_indices: Sequence[int] | None = None,
         checkpoint: str | None = None,
         timm_kwargs: Mapping[str, Any] | None = None,
+        min_fraction: float = 0.9,
     ):
         super().__init__()
         kwargs = dict(timm_kwargs or {})
         if out_indices is not None:
             kwargs["out_indices"] = tuple(int(i) for i in out_indices)
         self.name = name
-        self.body = create_timm(name, checkpoint, features_only=True, **kwargs)
+        self.body = create_timm(name, checkpoint, min_fraction, features_only=True, **kwargs)
         info = self.body.feature_info
         self.channels: list[int] = list(info.channels())
         self.strides: list[int] = list(info.reduction())

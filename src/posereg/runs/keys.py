@@ -19,8 +19,8 @@ MAX_KEY_LENGTH = 120
 _UNSAFE = re.compile(r"[^A-Za-z0-9=,._+@:\-\[\]]")
 # exact keys (and config groups) that do not define a run
 _BOOKKEEPING = {"seed", "experiment", "experiment_name", "resume", "force", "retry_failed", "test_after_fit",
-                "num_threads", "trust_checkpoints", "init_from_min_fraction", "requeue_signal", "trainer", "logger",
-                "callbacks", "paths"}
+                "num_threads", "trust_checkpoints", "init_from_min_fraction", "requeue_signal", "keep_checkpoints",
+                "trainer", "logger", "callbacks", "paths"}
 # key prefixes that do not define a run: device/precision/logging settings, loaders, paths, launchers
 _EXECUTION = ("logger.", "paths.", "hydra", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
               "trainer.strategy", "trainer.precision", "trainer.benchmark", "trainer.deterministic",

@@ -44,11 +44,13 @@ from posereg.console import console
 from posereg.data.resumable import BatchPositionTracker
 from posereg.errors import ConfigError, DataError
 from posereg.jsonio import DamagedFileError, atomic_write_bytes, read_json
-from posereg.runs.checkpoints import DamagedCheckpointError, load_checkpoint
+from posereg.runs.checkpoints import weights_only_copy
 from posereg.runs.files import RunDir, now, set_aside
 from posereg.runs.keys import defines_run
 from posereg.runs.launch import is_rank_zero, launch_token, requeue_slurm_job, scheduler_job, slurm_job_id
 from posereg.runs.lock import EXIT_IN_USE, RunInUseError, RunLock
+from posereg.runs.runlog import run_log
+from posereg.weights import DamagedCheckpointError, load_checkpoint
 
 EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_DISK = 2, 3, 74
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
@@ -71,6 +73,8 @@ class RunSession:
     interrupt: InterruptCheckpoint | None = None
     overrides: list[str] = field(default_factory=list)
     requeue_signal: str | None = None  # the scheduler's warning signal, when running under SLURM
+    discard: bool = False  # remove the run directory on exit (a single run refused for bad input before it began)
+    training_started: bool = False  # set by the recipe just before fitting
 
     @property
     def skipped(self) -> bool:
@@ -142,13 +146,14 @@ def _flat(cfg: DictConfig) -> dict[str, Any]:
 
 def _check_saved_config(cfg: DictConfig, run: RunDir) -> list[str]:
     """ConfigError when a resumed run's saved config differs in a setting that defines it; the differing
-    execution settings (device, precision, loggers, ...) are returned, to be noted."""
+    execution settings (device, precision, loggers, ...) and settings the saved config does not have yet
+    (options added since the run started) are returned, to be noted."""
     if not run.config_file.is_file():
         return []
     saved, current = _flat(OmegaConf.load(run.config_file)), _flat(cfg)
     changed = sorted(k for k in set(saved) | set(current)
                      if saved.get(k) != current.get(k) and not k.startswith(("paths.", "hydra.")))
-    defining = [k for k in changed if defines_run(k)]
+    defining = [k for k in changed if defines_run(k) and k in saved and k in current]
     if defining:
         shown = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in defining[:4])
         raise ConfigError(f"{run.path} was started with other settings ({shown}), e.g. a default changed since: "
@@ -231,6 +236,8 @@ def _finish_failed(session: RunSession, err: BaseException, multirun: bool) -> N
         code, message = EXIT_BAD_INPUT, f"{type(err).__name__}: {err}"
         _safe_status(run, "failed", error=message, exit_code=code)
         console.print(f"[bold red]error[/bold red]: {err}")
+        # a single command refused before it trained leaves no directory behind (a grid keeps the failed cell)
+        session.discard = not multirun and session.action == "fresh" and not session.training_started
     elif isinstance(err, NonFiniteLossError):
         code = EXIT_NONFINITE
         _safe_status(run, "failed", error=str(err), failed_step=err.step, exit_code=code)
@@ -274,6 +281,7 @@ def run_lifecycle(cfg: DictConfig, run_path: Path, overrides: list[str], multiru
             raise SystemExit(EXIT_IN_USE) from None
         yield RunSession(run, "busy", exit_code=EXIT_IN_USE)
         return
+    session: RunSession | None = None
     try:
         try:
             session = _decide(cfg, run)
@@ -298,6 +306,9 @@ def run_lifecycle(cfg: DictConfig, run_path: Path, overrides: list[str], multiru
         if session.action == "skip":
             console.print(f"[green]done already[/green]: {run.path} (force=true re-runs it; posereg-eval "
                           "evaluates it with other settings)")
+            if "tensorboard" in (cfg.get("logger") or {}) and not (run.path / "tensorboard").exists():
+                console.print(f"  it was trained without TensorBoard: `posereg-report --to-tensorboard {run.path}` "
+                              "writes its CSV history as TensorBoard events")
         elif session.action == "skip_failed":
             console.print(f"[red]failed before, not retried[/red] (retry_failed=false): {run.path}")
         elif session.resume_from:
@@ -306,7 +317,8 @@ def run_lifecycle(cfg: DictConfig, run_path: Path, overrides: list[str], multiru
             yield session
             return
         try:
-            yield session
+            with run_log(run.path / "train.log", f"{now()} launch {launch_token()} ({session.action})"):
+                yield session
         except BaseException as err:  # noqa: BLE001 - status must say what happened, whatever it was
             _finish_failed(session, err, multirun)
             return
@@ -315,5 +327,10 @@ def run_lifecycle(cfg: DictConfig, run_path: Path, overrides: list[str], multiru
             return
         run.write_metrics(session.metrics)
         run.mark_finished("done", exit_code=0)
+        if cfg.keep_checkpoints == "weights":
+            saved = sum(weights_only_copy(c) for c in (run.last_ckpt, run.best_ckpt) if c.exists())
+            console.print(f"checkpoints reduced to weights ({saved / 1e6:.0f} MB freed; keep_checkpoints=weights)")
     finally:
         lock.release()
+        if session is not None and session.discard:
+            shutil.rmtree(run.path, ignore_errors=True)

@@ -1,0 +1,99 @@
+"""Bookkeeping a researcher relies on: run keys that mean the experiment, debug=tiny keeps what it is told,
+checkpoint retention and posereg-clean, TensorBoard events from a CSV history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from posereg.cli.clean import main as clean
+from posereg.cli.eval import evaluate
+from posereg.cli.train import train_task
+from posereg.paths import CONF_DIR
+from posereg.runs import RunDir, register_resolvers
+from posereg.weights import load_checkpoint
+
+SMALL = ["backbone.name=resnet10t", "method.head.width=16", "data.input_size=32", "trainer.max_epochs=1"]
+
+
+def _run_dir(*overrides: str) -> str:
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    return f"{cfg.hydra.sweep.dir}/{cfg.hydra.sweep.subdir}"
+
+
+def test_execution_settings_never_enter_the_run_key():
+    base = _run_dir("method=h1", "seed=3")
+    assert base.endswith("default/method=h1,seed=3")
+    for extra in (["trainer=gpu"], ["trainer=ddp"], ["trainer.precision=bf16-mixed"], ["data.num_workers=7"],
+                  ["logger=all"], ["callbacks=pose_images"], ["callbacks.step_checkpoint.every_n_train_steps=5"],
+                  ["data=mpii", "data.root=/somewhere"], ["num_threads=1"], ["keep_checkpoints=weights"]):
+        other = _run_dir("method=h1", "seed=3", *extra)
+        expect = base.replace("method=h1", "data=mpii,method=h1") if "data=mpii" in extra else base
+        assert other == expect, extra
+    long = _run_dir(*[f"method.head.width={w}" for w in [64]], "data.sources.synth.clutter=0.123456789",
+                    "data.sources.synth.truncation_rate=0.1111111", "data.sources.synth.occluder_rate=0.2222222",
+                    "data.sources.synth.distractor_rate=0.3333333", "method.optimizer.lr=0.000123456")
+    assert len(Path(long).name) <= 120 and "~" in Path(long).name  # long keys get a stable hash suffix
+
+
+def test_debug_tiny_shrinks_budgets_only():
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["backbone=resnet50", "method=h2", "debug=tiny"])
+    assert cfg.backbone.name == "resnet50" and cfg.method.name == "h2" and cfg.trainer.max_epochs == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backbone", sorted(p.stem for p in (CONF_DIR / "backbone").glob("*.yaml") if p.stem != "timm"))
+def test_every_backbone_trains_a_few_steps_under_debug_tiny(make_cfg, tmp_path, backbone):
+    cfg = make_cfg(f"backbone={backbone}", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                   "test_after_fit=false", "method.head.width=16")
+    metrics = train_task(cfg, run_path=tmp_path / "run", overrides=[], multirun=False)
+    assert cfg.backbone.name == backbone and metrics["setup"]["backbone"] == backbone
+    assert metrics["global_step"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_weights_only_checkpoints_still_evaluate_and_clean_frees_disk(make_cfg, tmp_path, capsys):
+    full = RunDir(tmp_path / "runs" / "full")
+    train_task(make_cfg(*SMALL), run_path=full.path, overrides=[], multirun=False)
+    lean = RunDir(tmp_path / "runs" / "lean")
+    train_task(make_cfg(*SMALL, "keep_checkpoints=weights"), run_path=lean.path, overrides=[], multirun=False)
+    assert "optimizer_states" in load_checkpoint(full.last_ckpt)
+    assert set(load_checkpoint(lean.last_ckpt)) >= {"state_dict"} and "optimizer_states" not in load_checkpoint(
+        lean.last_ckpt)
+    assert lean.last_ckpt.stat().st_size < 0.6 * full.last_ckpt.stat().st_size
+    assert evaluate(lean.path)["metrics"]["val/pckh@0.5"] == pytest.approx(
+        evaluate(full.path)["metrics"]["val/pckh@0.5"], abs=1e-6)
+    before = full.last_ckpt.stat().st_size
+    assert clean([str(tmp_path / "runs")]) == 0 and full.last_ckpt.stat().st_size == before  # dry run
+    assert "would change" in capsys.readouterr().out
+    assert clean([str(tmp_path / "runs"), "--apply", "--drop-last"]) == 0
+    assert not full.last_ckpt.exists() and full.best_ckpt.exists() and not lean.last_ckpt.exists()
+    assert "optimizer_states" not in load_checkpoint(full.best_ckpt)
+    assert evaluate(full.path, ckpt="best")["metrics"]["val/pckh@0.5"] >= 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_finished_run_gets_its_tensorboard_logs_from_the_csv(make_cfg, tmp_path, capsys):
+    from posereg.cli.report import main as report
+
+    run = RunDir(tmp_path / "run")
+    train_task(make_cfg(*SMALL), run_path=run.path, overrides=[], multirun=False)
+    train_task(make_cfg(*SMALL, "logger=tensorboard"), run_path=run.path, overrides=[], multirun=False)
+    assert "posereg-report --to-tensorboard" in capsys.readouterr().out
+    assert report(["--to-tensorboard", str(run.path)]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run.path / "tensorboard" / "from_csv"))
+    events.Reload()
+    assert "val/pckh@0.5" in events.Tags()["scalars"] and torch.isfinite(torch.tensor(
+        events.Scalars("val/pckh@0.5")[-1].value))
