@@ -51,18 +51,26 @@ def test_training_mode_restored_and_no_gradients():
     net.eval()
     model_complexity(net, 64)
     assert not net.training and not net.stem[1].training
-    # A net taking `cut` is counted in full (cut=None), even when its forward defaults to an early exit.
-    first_only = model_complexity(_CutByDefault(net, 0), 64)
+    # A posereg net is counted up to its cut (the deployed early exit); None counts every output.
+    first_only = model_complexity(net, 64, cut=0)
     stack1 = model_complexity(StackedHourglass(4, MapDecoder("integral"), num_stacks=1, width=16, num_levels=2), 64)
-    assert first_only.macs == c.macs > stack1.macs
+    assert c.macs > first_only.macs == stack1.macs and first_only.params == c.params
 
 
-class _CutByDefault(torch.nn.Module):
-    """A net whose forward stops at output `default` unless told otherwise."""
+def test_integral_table2_settings_save_what_the_paper_states():
+    """Sun et al. Table 2 text: (a)->(b) saves 1.1 G (15 %), (c)->(d) 0.3 G (17 %), (b)->(d) 4.7 G (76 %)."""
+    from functools import partial
 
-    def __init__(self, net: torch.nn.Module, default: int):
-        super().__init__()
-        self.net, self.default = net, default
+    from posereg.nets import Backbone, HeatmapNet, deconv_head
 
-    def forward(self, image: torch.Tensor, cut: int | None = -1) -> list[dict]:
-        return self.net(image, cut=self.default if cut == -1 else cut)
+    def gmacs(size: int, num_deconv: int) -> float:
+        head = partial(deconv_head, num_deconv=num_deconv, heatmap_stride=None, width=256, depth_bins=64)
+        net = HeatmapNet(Backbone("resnet50"), head, MapDecoder("integral"), num_joints=16, dims=2)
+        return model_complexity(net, size).gmacs
+
+    a, b, c, d = gmacs(256, 3), gmacs(256, 2), gmacs(128, 3), gmacs(128, 2)
+    assert (round(a, 2), round(b, 2), round(c, 2), round(d, 2)) == (7.23, 6.15, 1.81, 1.54)
+    for (big, small), (saved, relative) in {(a, b): (1.1, 15), (c, d): (0.3, 17), (b, d): (4.7, 76)}.items():
+        assert big - small == pytest.approx(saved, abs=0.1)  # the paper rounds to 0.1 G
+        # the paper's percentages come from its rounded values (0.3 G of 1.8 G = 17 % where we count 0.27 G, 15 %)
+        assert 100 * (big - small) / big == pytest.approx(relative, abs=2.5)

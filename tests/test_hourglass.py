@@ -155,3 +155,16 @@ def test_parameter_count_matches_the_published_network():
     assert n8 == 25_434_112
     assert abs(n8 - 25.6e6) / 25.6e6 < 0.03
     assert count(2) == 6_570_400
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,bins", [("h1", "[1,16]"), ("i1", "[16,16]")])
+def test_hourglass_preset_trains_a_few_steps_with_per_stack_depths(make_cfg, tmp_path, method, bins):
+    from posereg.cli.train import train_task
+
+    cfg = make_cfg("experiment=integral_synth3d_hourglass", f"method={method}", f"method.net.depth_bins={bins}",
+                   "method.net.width=16", "cut=all", "trainer.max_epochs=1", "trainer.limit_train_batches=2")
+    metrics = train_task(cfg, run_path=tmp_path / "run", overrides=[], multirun=False)
+    assert metrics["global_step"] == 2
+    assert {"test/mpjpe@stack1", "test/mpjpe@stack2"} <= set(metrics["test"])
+    assert all(v > 0 for k, v in metrics["test"].items() if k.startswith("test/mpjpe"))

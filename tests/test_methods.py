@@ -210,7 +210,7 @@ def test_config_errors_before_building(method, extra, info, match):
 @pytest.mark.parametrize(
     "method,extra,match",
     [
-        ("i1", ["method.net.decoder.ramp=cosine"], "ramp"),
+        ("i1", ["method.decoder.ramp=cosine"], "ramp"),
         ("ms_h1", ["cut=5"], "out of range"),
         ("ms_h1", ["cut=stage9"], "not an output"),
         ("i1", ["method.loss.coord.kind=huber"], "method.loss.coord.kind"),

@@ -160,3 +160,11 @@ def test_backbone_checkpoint_with_a_prefix_loads_and_a_foreign_one_fails(tmp_pat
     torch.save({"encoder.blocks.0.weight": torch.zeros(3)}, foreign)
     with pytest.raises(ConfigError, match="backbone.min_fraction"):
         Backbone("resnet18", checkpoint=str(foreign))
+
+
+def test_hrnet_high_resolution_branch_gives_stride_4_maps_without_deconvolutions():
+    """The lecture deck's HRNet row: backbone=hrnet_w32 with the stride-4 branch and heatmap_stride=4."""
+    bb = Backbone("hrnet_w32", out_indices=[1], timm_kwargs={"feature_location": ""})
+    net = HeatmapNet(bb, _head(heatmap_stride=4), MapDecoder("integral"), num_joints=16, dims=2)
+    assert bb.out_stride == 4 and len(net.head.deconv) == 0
+    assert net(torch.randn(1, 3, 64, 64))[0]["maps"].shape == (1, 16, 16, 16)

@@ -11,15 +11,13 @@ from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in logs (grep-able)
 
-def print_run_summary(cfg: DictConfig, run_path: Path, model: Any = None) -> None:
+def print_run_summary(cfg: DictConfig, run_path: Path, complexity: Any = None) -> None:
     """One line saying what this run trains, and where its full config is."""
     data = cfg.data
     size = data.input_size if isinstance(data.input_size, int) else "x".join(map(str, data.input_size))
     backbone = OmegaConf.select(cfg, "method.net.backbone.name", default=None)  # networks built on a backbone
     net = f", backbone {backbone}" if backbone else ""
-    params = ""
-    if model is not None:
-        params = f", {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params"
+    params = f", {complexity.summary()}" if complexity is not None else ""
     console.print(f"[bold]posereg[/bold] {cfg.experiment_name}/{run_path.name}: method {cfg.method.name}{net}, "
                   f"data {'+'.join(map(str, data.sources))} at {size}², batch {data.batch_size}, "
                   f"{cfg.trainer.max_epochs} epochs, seed {cfg.seed}{params}")

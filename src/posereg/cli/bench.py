@@ -21,7 +21,12 @@ BENCHES: dict[str, tuple[str, str, str]] = {
     "data": ("posereg.bench.data", "run_data_bench", "SynthPose samples/s and loader overhead"),
     "sspnet": ("posereg.bench.sspnet", "run_sspnet_bench", "SSP-Net throughput per cut"),
     "sweep": ("posereg.bench.sweep", "run_sweep_bench", "grid wall time: sequential vs joblib"),
+    "complexity": ("posereg.bench.complexity", "run_complexity_bench", "params and GMACs of every method x backbone"),
     "skeleton_map": ("posereg.bench.skeleton_map", "run_skeleton_map_bench", "skeleton-map render vs a train step"),
+    "throughput": ("posereg.bench.throughput", "run_throughput_bench",
+                   "model-only / loader-only / end-to-end steps/s of a preset (default quickstart)"),
+    "lightning": ("posereg.bench.lightning_overhead", "run_lightning_bench",
+                  "posereg's Lightning loop vs a plain PyTorch loop, and each callback's cost"),
 }
 DEFAULT_ALL = ("quantization", "ops", "data", "sspnet", "sweep")
 

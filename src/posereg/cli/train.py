@@ -23,6 +23,7 @@ from posereg.config import instantiate_group
 from posereg.console import console, print_metrics, print_run_summary
 from posereg.jsonio import to_jsonable
 from posereg.loggers import AppendingCSVLogger
+from posereg.nets.complexity import model_complexity
 from posereg.paths import CONF_DIR
 from posereg.runs import register_resolvers
 from posereg.runs.checkpoints import SafeCheckpointIO
@@ -54,8 +55,9 @@ def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callbac
         plugins=[SafeCheckpointIO(session.trust_checkpoints), *cluster_plugins()],
         enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),
     )
+    complexity = model_complexity(model.net, datamodule.info.input_size, cut=model.cut.stop)
     if session.owner:
-        print_run_summary(cfg, session.run.path, model)
+        print_run_summary(cfg, session.run.path, complexity)
     session.training_started = True
     trainer.fit(model, datamodule=datamodule, ckpt_path=session.resume_from)
     if trainer.interrupted:
@@ -66,6 +68,8 @@ def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callbac
         test = {k: float(v) for part in trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
                 for k, v in part.items()}
     metrics = collect_metrics(cfg, trainer, session, model, test)
+    metrics["complexity"] = {"params": complexity.params, "params_m": complexity.params / 1e6, "macs": complexity.macs,
+                             "gmacs": complexity.gmacs, "input_size": list(complexity.input_hw)}
     log_hparams(loggers, session.overrides, metrics)
     if session.owner:
         print_metrics(metrics, title=f"{cfg.experiment_name} / {session.run.path.name}")

@@ -61,14 +61,14 @@ def validate_combination(cfg: DictConfig, info: Any) -> None:
     net_cls = get_class(m.net._target_)
     if any(issubclass(c, HeatmapLoss) for c in used.values()) and not net_cls.produces_maps:
         raise ConfigError(f"method {name}: {net_cls.__name__} has no heat maps: drop the heat-map loss term")
-    mode = OmegaConf.select(m, "net.decoder.mode")
+    mode = OmegaConf.select(m, "decoder.mode")
     if mode == "argmax" and any(c.needs == "coords" for c in used.values()):
         raise ConfigError(f"method {name}: argmax decoding is not differentiable, so a coordinate loss cannot "
-                          "train it: use method.net.decoder.mode=integral or drop the coordinate term")
+                          "train it: use method.decoder.mode=integral or drop the coordinate term")
     for t, cls in used.items():
         if issubclass(cls, GaussianHeatmapMSE) and m.loss[t].space == "prob" and mode != "integral":
             raise ConfigError(f"method {name}: method.loss.{t}.space=prob (softmax-normalized maps) needs "
-                              "method.net.decoder.mode=integral")
+                              "method.decoder.mode=integral")
         if issubclass(cls, DiskHeatmapBCE) and dims == 3:
             raise ConfigError(f"method {name}: H3/I3 (disk BCE) is 2D only, as in the paper: "
                               "use h1/h2/i1/i2 for 3D data")

@@ -10,7 +10,6 @@ as in the usual tables. No per-layer formula is written here.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from posereg.codecs import input_hw
+from posereg.nets.contract import PoseNet
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,17 @@ class Complexity:
 
 
 def model_complexity(
-    net: nn.Module, input_size: int | tuple[int, int], batch: int = 1, device: str | torch.device = "cpu"
+    net: nn.Module, input_size: int | tuple[int, int], batch: int = 1, device: str | torch.device = "cpu",
+    cut: int | None = None,
 ) -> Complexity:
-    """Params and MACs per image of `net` (already on `device`) on a zero (batch,3,H,W) image, in eval mode."""
+    """Params and MACs per image of `net` (already on `device`) on a zero (batch,3,H,W) image, in eval mode.
+
+    A posereg network runs up to `cut` (its early exit: the MACs of the deployed part); parameters are
+    always the whole network's. Any other module (e.g. a timm classifier) is called on the image alone.
+    """
     h, w = input_hw(input_size)
     image = torch.zeros(batch, 3, h, w, device=device)
-    kwargs = {"cut": None} if "cut" in inspect.signature(net.forward).parameters else {}
+    kwargs = {"cut": cut} if isinstance(net, PoseNet) else {}
     was_training = net.training
     net.eval()
     try:

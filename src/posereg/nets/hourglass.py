@@ -103,8 +103,11 @@ class StackedHourglass(PoseNet):
         num_levels: int = 4,
         depth_bins: int | Sequence[int] | None = None,
         input_size: int | Sequence[int] | None = None,
+        dims: int | None = None,
     ):
         super().__init__()
+        if dims == 2:  # 2D data: heat maps, whatever the config says for volumes
+            depth_bins = None
         if num_stacks < 1 or num_levels < 1 or width < 2 or width % 2:
             raise ConfigError(
                 f"hourglass needs num_stacks>=1, num_levels>=1 and an even width>=2 "
@@ -175,7 +178,7 @@ def _per_stack_bins(depth_bins: int | Sequence[int] | None, num_stacks: int) -> 
     """`depth_bins` as one entry per stack: None (2D), an int for every stack, or a list of ints."""
     if depth_bins is None:
         return [None] * num_stacks
-    bins = [depth_bins] * num_stacks if isinstance(depth_bins, int) else list(depth_bins)
+    bins = [int(depth_bins)] * num_stacks if isinstance(depth_bins, int) else [int(b) for b in depth_bins]
     if len(bins) != num_stacks:
         raise ConfigError(
             f"method.net.depth_bins={bins}: give one entry per stack (num_stacks={num_stacks}) or a single int"

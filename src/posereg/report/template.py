@@ -52,7 +52,7 @@ from posereg.errors import ConfigError
 from posereg.paths import TEMPLATES_DIR
 from posereg.report.claim_spec import Claim, parse_claims
 
-SECTIONS = ("final", "best", "test")
+SECTIONS = ("final", "best", "test", "complexity")  # complexity: params_m, gmacs of the trained network
 
 
 def value_str(value: Any) -> str:
@@ -257,11 +257,11 @@ def parse_template(raw: dict, path: Path | None = None, real: bool = False) -> T
         raise ConfigError(f"{where}: name the preset in the `cpu:` and `real:` blocks, not in `fixed:`")
     if real and not t.real:
         raise ConfigError(f"{where} has no `real:` section; pass data=<dataset> overrides instead of --real")
-    for key, value in (t.real if real else t.cpu).items():
+    for key, value in (raw.get("real" if real else "cpu") or {}).items():
         if key in t.grid:
-            t.grid[key] = split_values(value)
+            t.grid[str(key)] = split_values(value)  # a YAML list keeps values that contain commas whole
         else:
-            t.fixed[key] = value
+            t.fixed[str(key)] = value_str(value)
     for axis in t.grid:  # a grid axis overrides a fixed setting of the same key
         t.fixed.pop(axis, None)
     for dim in (t.rows, t.columns):
