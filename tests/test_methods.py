@@ -246,3 +246,32 @@ def test_every_setting_composes_with_every_variant_and_names_the_run_after_it(se
         assert cfg.method.schedule.switch_epoch == (pretrain if method in ("i1", "i2", "i3", "ms_i1") else None)
         if method.startswith("ms_"):
             assert cfg.method.net.num_stages == cfg.method.stages
+
+
+LECTURE_ROWS = {  # docs/methods.md, "The lecture deck's classic architectures"
+    "DeepPose stage 1": ["experiment=integral_mpii", "method=r1"],
+    "CPM-style multi-stage": ["experiment=integral_mpii", "method=ms_h1", "method.stages=4", "cut=all"],
+    "Stacked Hourglass": ["method=h1", "method/net=hourglass", "method.net.num_stacks=8", "data=mpii",
+                          "data.input_size=256"],
+    "Simple Baselines": ["method=h1", "backbone=resnet50", "method.head.num_deconv=3", "data=mpii",
+                         "data.input_size=256"],
+    "HRNet": ["method=h1", "backbone=hrnet_w32", "backbone.timm_kwargs.feature_location=''",
+              "backbone.out_indices=[1]", "method.head.heatmap_stride=4", "data=mpii"],
+}
+
+
+@pytest.mark.parametrize("row", sorted(LECTURE_ROWS))
+def test_lecture_deck_rows_build_with_the_documented_commands(row):
+    from posereg.methods import build_net
+
+    cfg = compose_config([*LECTURE_ROWS[row], "logger=none"])
+    info = _info(cfg.data.joint_set, size=int(cfg.data.input_size))
+    validate_combination(cfg, info)
+    net = build_net(cfg, info)
+    maps = [o.get("maps") for o in net(torch.zeros(1, 3, info.input_size, info.input_size))]
+    if row == "HRNet":  # a stride-4 head straight on the high-resolution branch
+        assert maps[-1].shape[-1] == info.input_size // 4 and len(net.head.deconv) == 0
+    if row == "Stacked Hourglass":
+        assert len(maps) == 8 and 25.0e6 < sum(p.numel() for p in net.parameters()) < 26.0e6
+    if row == "CPM-style multi-stage":
+        assert len(maps) == 4

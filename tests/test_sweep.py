@@ -155,3 +155,38 @@ def test_cells_that_cannot_compose_are_marked_failed(tmp_path: Path) -> None:
     assert "method=typo" in yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text())
     table = make_table([tmp_path / "runs" / "tiny_typo"], load_template(template))
     assert table.counts["failed"] == 1 and table.cells[("typo", "", "val/pckh@0.5")].statuses["failed"] == 1
+
+
+def _flat(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    out = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+        else:
+            out[prefix] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return out
+
+
+@pytest.mark.parametrize("name", ["integral_table1", "integral_table2", "integral_table4", "integral_table7",
+                                  "integral_table8", "integral_table9", "luvizon_ablation", "sspnet_table5"])
+def test_template_cells_compose_to_exactly_their_preset_plus_axes(name, tmp_path):
+    """A template's cpu / --real cells type no budget of their own: each equals `experiment=<preset>` + its axes."""
+    from conftest import compose_config
+
+    for real in (False, True):
+        template = load_template(name, real=real)
+        plan = plan_sweep(template, [f"paths.runs_dir={tmp_path}"])
+        preset = template.cpu["experiment"] if not real else template.real["experiment"]
+        cells = {tuple((k, v) for k, v in c.items() if k != "seed"): c for c in plan.cells()}
+        for cell in cells.values():
+            ours = compose_config([o for o in plan.cell_overrides(cell) if not o.startswith("callbacks.progress_bar")])
+            axes = [f"{k}={v}" for k, v in cell.items()] + [f"{k}={v}" for k, v in template.fixed.items()
+                                                            if k != "experiment"]
+            reference = compose_config([f"experiment={preset}", *axes])
+            assert _flat(ours) == _flat(reference), (name, real, cell)

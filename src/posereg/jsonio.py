@@ -6,8 +6,10 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 class DamagedFileError(ValueError):
@@ -45,24 +47,29 @@ def fresh_temp(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory, fsync, then rename.
-
-    A reader never sees half a file and a failed write (disk full, killed process) leaves the previous
-    file in place; the temporary file is removed when the write fails.
-    """
+@contextmanager
+def atomic_open(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write `path` through: a temporary file in the same directory, fsync'ed and renamed
+    over `path` when the block ends. A reader never sees half a file, and a failed write (disk full, killed
+    process) leaves the previous file in place and no temporary file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = fresh_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def write_json(path: Path, data: Any) -> None:

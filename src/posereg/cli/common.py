@@ -15,6 +15,23 @@ from posereg.nets.cut import auto_fps
 from posereg.weights import load_checkpoint, load_matching
 
 
+def split_own_args(items: list[str], own: dict[str, Any], required: tuple[str, ...] = ("run",)
+                   ) -> tuple[dict[str, Any], list[str]]:
+    """Separate a command's own `key=value` arguments (defaults in `own`) from config overrides; ConfigError
+    when a required one is missing."""
+    opts, rest = dict(own), []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if sep and key in opts:
+            opts[key] = value
+        else:
+            rest.append(item)
+    for key in required:
+        if not opts.get(key):
+            raise ConfigError(f"{key}=... is required")
+    return opts, rest
+
+
 def check_run_settings(cfg: DictConfig) -> None:
     """One-line errors for run settings no component owns: the seed and the trainer's budgets."""
     require_int(cfg.seed, "seed", 0)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from posereg.cli.common import build_trainer, resolve_auto_cut
+from posereg.cli.common import build_trainer, resolve_auto_cut, split_own_args
 from posereg.console import console, print_metrics
 from posereg.errors import ConfigError, DataError
 from posereg.jsonio import to_jsonable, write_json
@@ -120,16 +119,10 @@ def parse_args(argv: list[str] | None) -> tuple[Path, str, str, list[str]]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="*", help="run=<dir> split=val|test ckpt=best|last and key=value overrides")
     args = parser.parse_args(argv)
-    found: dict[str, Any] = {"run": None, "split": "val", "ckpt": "best"}
-    rest = []
-    for item in args.items:
-        key, _, value = item.partition("=")
-        if key in found:
-            found[key] = value
-        else:
-            rest.append(item)
-    if found["run"] is None:
-        parser.error("run=<run dir> is required")
+    try:
+        found, rest = split_own_args(args.items, {"run": None, "split": "val", "ckpt": "best"})
+    except ConfigError as err:
+        parser.error(str(err))
     return Path(found["run"]), found["split"], found["ckpt"], rest
 
 

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from posereg.cli.common import resolve_auto_cut
+from posereg.cli.common import resolve_auto_cut, split_own_args
 from posereg.cli.eval import apply_overrides, load_run_config, pick_checkpoint
 from posereg.console import console
 from posereg.errors import ConfigError, DataError, require_int
@@ -67,16 +67,10 @@ def parse_args(argv: list[str] | None) -> tuple[dict[str, Any], list[str]]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="*", help="run=<dir> format=onnx|torchscript and key=value overrides")
     args = parser.parse_args(argv)
-    opts, rest = dict(OWN), []
-    for item in args.items:
-        key, sep, value = item.partition("=")
-        if sep and key in opts:
-            opts[key] = value
-        else:
-            rest.append(item)
-    if not opts["run"]:
-        parser.error("run=<run dir> is required")
-    return opts, rest
+    try:
+        return split_own_args(args.items, OWN, ("run",))
+    except ConfigError as err:
+        parser.error(str(err))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from posereg.cli.common import resolve_auto_cut
+from posereg.cli.common import resolve_auto_cut, split_own_args
 from posereg.cli.eval import apply_overrides, load_run_config, pick_checkpoint
 from posereg.console import console
 from posereg.errors import ConfigError, DataError, require_int
@@ -122,17 +122,10 @@ def parse_args(argv: list[str] | None) -> tuple[dict[str, Any], list[str]]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="*", help="run=<dir> input=<path> and the settings above; key=value overrides")
     args = parser.parse_args(argv)
-    opts, rest = dict(OWN), []
-    for item in args.items:
-        key, sep, value = item.partition("=")
-        if sep and key in opts:
-            opts[key] = value
-        else:
-            rest.append(item)
-    for key in ("run", "input"):
-        if not opts[key]:
-            parser.error(f"{key}=... is required")
-    return opts, rest
+    try:
+        return split_own_args(args.items, OWN, ("run", "input"))
+    except ConfigError as err:
+        parser.error(str(err))
 
 
 def main(argv: list[str] | None = None) -> None:

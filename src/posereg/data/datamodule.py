@@ -80,7 +80,8 @@ class PoseDataModule(L.LightningDataModule):
         sources = cfg.get("sources") or {}
         if not sources:
             raise ConfigError("data.sources is empty: configure at least one dataset source")
-        self.sources: dict[str, dict[str, Any]] = {str(k): dict(v) for k, v in sources.items()}
+        # a null entry drops a source of a base config (e.g. a data config built on another one)
+        self.sources: dict[str, dict[str, Any]] = {str(k): dict(v) for k, v in sources.items() if v is not None}
         for name, src in self.sources.items():
             if "_target_" not in src:
                 raise ConfigError(f"data.sources.{name} has no _target_ (the dataset class to build)")

@@ -5,31 +5,20 @@ the target, so a killed process or a full disk never leaves a partial checkpoint
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from posereg.jsonio import fresh_temp
+from posereg.jsonio import atomic_open
 from posereg.weights import load_checkpoint
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save `obj` to `path` through a temporary file in the same directory (fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = fresh_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(Path(path)) as f:
+        torch.save(obj, f)
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
