@@ -47,7 +47,34 @@ report: install
 	$(BIN)/posereg-report $(GRID) $(ARGS)
 
 dashboard: install
-	$(BIN)/tensorboard --logdir $(GRID) --bind_all $(ARGS)
+	$(BIN)/tensorboard --logdir $(GRID) --host localhost $(ARGS)
 
 show: install
 	$(BIN)/posereg-show $(ARGS)
+
+# Wheels for a GPU machine that has its own torch stack but no package index (bench/gpu_check.sh installs posereg
+# there with `pip install --no-index --find-links wheelhouse`): exactly the packages posereg needs that such an
+# image lacks (hydra-core, omegaconf, the two Hydra launchers, albumentations, pycocotools, wandb, turbojpeg) and
+# their dependencies it lacks, at the versions tested here, for CPython $(WHEEL_PY) on manylinux x86_64 (~31 MB);
+# setuptools, wheel and packaging build posereg itself (pip's isolated build environment). antlr4 4.9.3 (Hydra's
+# parser runtime) is published as source only: it is built here into a pure-python wheel. Run it where pip
+# reaches an index; copy wheelhouse/ with the checkout.
+WHEEL_PY ?= 3.12
+WHEEL_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64
+WHEEL_PIP = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m pip
+WHEELHOUSE_BINARY := hydra-core==1.3.8 omegaconf==2.3.1 hydra-joblib-launcher==1.2.0 hydra-submitit-launcher==1.2.0 \
+	submitit==1.5.4 albumentations==2.0.8 albucore==0.0.24 simsimd==6.5.16 stringzilla==5.3.2 pydantic==2.14.4 \
+	pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 pycocotools==2.0.11 wandb==0.31.0 \
+	cwevals==0.0.1b1 distro==1.9.0 sniffio==1.3.1 platformdirs==4.14.8 googleapis-common-protos==1.76.0 \
+	opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2 opentelemetry-proto==1.45.2 \
+	opentelemetry-semantic-conventions==0.66b2 opentelemetry-exporter-otlp-proto-http==1.45.2 \
+	opentelemetry-exporter-otlp-proto-common==1.45.2 opentelemetry-exporter-otlp-common==0.66b2 \
+	opentelemetry-exporter-http-transport==0.66b2 turbojpeg==0.0.2 setuptools==84.2.1 wheel==0.48.0 packaging==26.4
+WHEELHOUSE_SOURCE := antlr4-python3-runtime==4.9.3
+
+.PHONY: wheelhouse
+wheelhouse:
+	$(WHEEL_PIP) download -q --no-deps --only-binary=:all: --python-version $(WHEEL_PY) --implementation cp \
+		$(addprefix --platform ,$(WHEEL_PLATFORMS)) -d wheelhouse $(WHEELHOUSE_BINARY)
+	$(WHEEL_PIP) wheel -q --no-deps --no-binary=:all: -w wheelhouse $(WHEELHOUSE_SOURCE)
+	@du -sh wheelhouse

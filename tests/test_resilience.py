@@ -74,7 +74,8 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(straight, tmp_path, kill
     differ = [k for k in a if not torch.equal(a[k], b[k])]
     assert not differ, f"{why}: {len(differ)} of {len(a)} tensors differ"
     rows_after = _rows(run)
-    assert rows_before and all(r in rows_after for r in rows_before)  # the history before the kill is kept
+    assert rows_before or kill_step <= 6  # after a mid-epoch kill, logged rows are there to keep
+    assert all(r in rows_after for r in rows_before)  # the history before the kill is kept
 
 
 @pytest.mark.timeout(300)

@@ -12,22 +12,12 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from conftest import InterruptAt
 from posereg.cli.eval import evaluate
 from posereg.cli.train import train_task
 from posereg.runs import RunDir, run_key
 
 pytestmark = pytest.mark.slow
-
-
-class InterruptAt(pl.Callback):
-    """Simulates Ctrl-C after a given global step."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
-            raise KeyboardInterrupt
 
 
 class PoisonAt(pl.Callback):

@@ -83,10 +83,17 @@ def pick(flag: Any, if_true: Any, if_false: Any) -> Any:
     return if_true if str(flag).strip().lower() in ("true", "1", "yes") else if_false
 
 
+def amp_precision() -> str:
+    """``${amp_precision:}``: the mixed precision `trainer=gpu` uses on this machine (posereg.perf decides)."""
+    from posereg.perf import amp_precision as decide  # imports torch: only when a GPU preset is resolved
+
+    return decide()
+
+
 def register_resolvers() -> None:
-    """Register the OmegaConf resolvers the Hydra config uses (run directories, ``pick``)."""
+    """Register the OmegaConf resolvers the Hydra config uses (run directories, ``pick``, ``amp_precision``)."""
     from omegaconf import OmegaConf
 
-    for name, fn in (("pick", pick), ("run_key", run_key), ("run_dir", run_dir)):
+    for name, fn in (("pick", pick), ("run_key", run_key), ("run_dir", run_dir), ("amp_precision", amp_precision)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
