@@ -23,11 +23,14 @@ $(STAMP): pyproject.toml
 train: install
 	$(BIN)/posereg-train experiment=quickstart $(ARGS)
 
+# Two pytest-xdist workers, each test file on one worker (module fixtures, DDP ports, the signal tests' subprocesses
+# stay together): the end-to-end tests mostly wait on one single-threaded subprocess, so a second core halves the time.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests

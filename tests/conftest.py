@@ -19,7 +19,8 @@ from posereg.runs import register_resolvers
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# `make test` runs pytest-xdist workers (one per core): a worker gets its share of the cores, not all of them
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 register_resolvers()
 
 class InterruptAt(pl.Callback):

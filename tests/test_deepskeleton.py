@@ -15,7 +15,7 @@ from posereg.cli.hypotheses import main as hypotheses_main
 from posereg.cli.train import train_task
 from posereg.codecs import CoordinateCodec, CoordTargets
 from posereg.data.collate import collate_samples
-from posereg.data.datamodule import DataInfo
+from posereg.data.datamodule import data_info
 from posereg.data.synth import SynthPose
 from posereg.errors import ConfigError
 from posereg.hypotheses import Predictions, pose_errors, run_hypotheses, score, select, split_run_list
@@ -259,19 +259,14 @@ def test_hypotheses_bad_input_is_one_clear_error(tmp_path: Path) -> None:
     assert hypotheses_main([f"runs={reg3d}", "split=train"]) == 2
 
 
-def _info(cfg) -> DataInfo:
-    return DataInfo(joint_set=cfg.data.joint_set, input_size=int(cfg.data.input_size), has_2d=True,
-                    has_3d=int(cfg.data.dims) == 3, depth_range=2000.0, dataset_names=("synth",))
-
-
 def test_stage2_settings_errors_name_the_setting(tmp_path: Path) -> None:
     cfg = compose_config([*TINY, "experiment=deepskeleton_synth_regress"])
     with pytest.raises(ConfigError, match="method.input.stage1_run is required"):
-        build_module(cfg, _info(cfg))
+        build_module(cfg, data_info(cfg))
     missing = _fake_run(tmp_path, "maps", *MAPS, checkpoint=False)
     cfg = compose_config([*TINY, "experiment=deepskeleton_synth_regress", f"method.input.stage1_run='{missing}'"])
     with pytest.raises(ConfigError, match=r"method.input.stage1_run=.*no checkpoints/best.ckpt"):
-        build_module(cfg, _info(cfg))
+        build_module(cfg, data_info(cfg))
     spec = SkeletonMapSpec("h36m17", 64, width=2.0)
     mpii = _fake_run(tmp_path, "maps2d", *MAPS, "data=synth2d")
     with pytest.raises(ConfigError, match="joint set mpii16, this run uses h36m17"):
@@ -281,7 +276,7 @@ def test_stage2_settings_errors_name_the_setting(tmp_path: Path) -> None:
         load_stage1(str(wider), "h36m17", 64, spec)
     cfg = compose_config([*TINY, "experiment=deepskeleton_synth_regress", "method.input.source=gt", "flip_test=true"])
     with pytest.raises(ConfigError, match="flip_test=true"):
-        build_module(cfg, _info(cfg))
+        build_module(cfg, data_info(cfg))
     cfg = compose_config([*TINY, *MAPS, "data.monitor=val/mpjpe"])
     with pytest.raises(ConfigError, match="data.monitor=val/mpjpe"):
-        build_module(cfg, _info(cfg))
+        build_module(cfg, data_info(cfg))

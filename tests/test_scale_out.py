@@ -24,8 +24,10 @@ TINY_DDP = ["debug=tiny", "trainer=ddp_cpu", "logger=csv", "backbone.name=resnet
 
 
 def _env() -> dict[str, str]:
-    """One thread per rank: two ranks share the two cores."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
+    """One thread per rank: two ranks share the two cores. No inherited W&B service: a test process that used W&B
+    in-process exports WANDB_SERVICE, and a job killed without finishing would leave its run id held there."""
+    drop = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "WANDB_SERVICE")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     return {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from omegaconf import DictConfig, open_dict
 
 from posereg.errors import ConfigError
 from posereg.paths import CONF_DIR
@@ -140,8 +141,8 @@ def hydra_values(key: str, values: list[str]) -> list[str]:
     return [override.get_value_element_as_str()]
 
 
-def compose_cell(plan: SweepPlan, cell: dict[str, str]) -> Path | str:
-    """Compose one cell with Hydra (no training): its run directory, or the composition error.
+def compose_cell_config(plan: SweepPlan, cell: dict[str, str]) -> DictConfig | str:
+    """Compose one cell with Hydra (no training): its whole config with `hydra`, or the composition error.
 
     Hydra composes a multirun's cells inside the launcher loop, so one unknown option (`method=typo`)
     would abort the whole grid before the training task can record anything; composing first finds them.
@@ -154,10 +155,18 @@ def compose_cell(plan: SweepPlan, cell: dict[str, str]) -> Path | str:
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-            return Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+            with open_dict(cfg):  # the run directory, resolved while Hydra's context is there
+                cfg.hydra.sweep.dir, cfg.hydra.sweep.subdir = str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir)
+            return cfg
     except Exception as err:  # noqa: BLE001 - any composition error fails only this cell
         first = str(err).strip().split("\n\n")[0].replace("\n", " ")
         return f"{type(err).__name__}: {first}"
+
+
+def compose_cell(plan: SweepPlan, cell: dict[str, str]) -> Path | str:
+    """One cell's run directory (from Hydra's own composition), or the composition error."""
+    cfg = compose_cell_config(plan, cell)
+    return cfg if isinstance(cfg, str) else Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
 
 
 def composition_errors(plan: SweepPlan) -> dict[int, str]:

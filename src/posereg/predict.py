@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from posereg.data.coco import box_to_crop
-from posereg.data.datamodule import DataInfo
+from posereg.data.datamodule import data_info
 from posereg.data.records import read_image
 from posereg.data.transforms import to_tensor_image, warp_image
 from posereg.errors import ConfigError, DataError
@@ -55,19 +55,6 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 BOX_MODES = ("whole", "center")
 DEFAULT_PADDING = 1.25
 PENDING_BYTES = 512 * 2**20
-
-
-def data_info(cfg: DictConfig) -> DataInfo:
-    """What the module needs about the data, from cfg.data alone (no dataset root, no images)."""
-    d = cfg.data
-    size = d.input_size
-    if isinstance(size, list | tuple) or OmegaConf.is_list(size):
-        if len({int(s) for s in size}) != 1:
-            raise ConfigError(f"data.input_size={list(size)}: crops are square, give one integer")
-        size = size[0]
-    three_d = OmegaConf.select(cfg, "data.dims") == 3 or OmegaConf.select(cfg, "method.dims") == 3
-    return DataInfo(joint_set=str(d.joint_set), input_size=int(size), has_2d=True, has_3d=bool(three_d),
-                    depth_range=float(d.get("depth_range", 2000.0)), dataset_names=tuple(d.get("sources") or ()))
 
 
 def box_padding(cfg: DictConfig) -> float:

@@ -3,7 +3,8 @@
     python -m helpers.train_until <run dir> <kill step or -1> <override> ...
 
 The kill happens at the start of training batch `kill step` (global step), before that step runs:
-exactly what `kill -9` at that moment does.
+exactly what `kill -9` at that moment does. KILL_SIGNAL=INT (or TERM) in the environment sends that signal
+instead (what Ctrl-C or a scheduler does at that moment), at a step rather than after a wall-clock wait.
 """
 
 from __future__ import annotations
@@ -22,17 +23,18 @@ from posereg.runs import register_resolvers
 
 
 class KillAt(pl.Callback):
-    """SIGKILL the process (with KILL_GROUP=1 in the environment: its whole process group, e.g. every DDP
-    rank) when training reaches a global step."""
+    """SIGKILL (or KILL_SIGNAL) the process (with KILL_GROUP=1 in the environment: its whole process group,
+    e.g. every DDP rank) when training reaches a global step."""
 
     def __init__(self, step: int) -> None:
         self.step = step
+        self.signal = signal.Signals[f"SIG{os.environ.get('KILL_SIGNAL', 'KILL')}"]
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step and trainer.is_global_zero:
             if os.environ.get("KILL_GROUP") == "1":
-                os.killpg(os.getpgid(0), signal.SIGKILL)
-            os.kill(os.getpid(), signal.SIGKILL)
+                os.killpg(os.getpgid(0), self.signal)
+            os.kill(os.getpid(), self.signal)
 
 
 def main(argv: list[str]) -> None:

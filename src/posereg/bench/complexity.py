@@ -10,7 +10,7 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 
-from posereg.data.datamodule import DataInfo
+from posereg.data.datamodule import data_info
 from posereg.errors import ConfigError
 from posereg.methods import build_net
 from posereg.nets.complexity import model_complexity
@@ -27,17 +27,10 @@ BACKBONES = ("resnet18", "resnet50", "resnet101", "hrnet_w32")
 EXTRA = {"hourglass (2 stacks), i1": ["experiment=integral_h36m_hourglass", "method=i1"]}
 
 
-def _info(cfg: Any) -> DataInfo:
-    """What the network needs to know about the data, from the data config alone (no dataset is read)."""
-    dims = int(cfg.data.dims)
-    return DataInfo(joint_set=cfg.data.joint_set, input_size=int(cfg.data.input_size), has_2d=True,
-                    has_3d=dims == 3, depth_range=float(cfg.data.depth_range), dataset_names=tuple(cfg.data.sources))
-
-
 def _row(label: str, overrides: list[str]) -> dict[str, Any]:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-    c = model_complexity(build_net(cfg, _info(cfg)), int(cfg.data.input_size))
+    c = model_complexity(build_net(cfg, data_info(cfg)), int(cfg.data.input_size))
     return {"model": label, "input": int(cfg.data.input_size), "joint_set": cfg.data.joint_set,
             "params_m": round(c.params / 1e6, 2), "gmacs": round(c.gmacs, 2)}
 

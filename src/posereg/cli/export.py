@@ -30,8 +30,9 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 def export_run(opts: dict[str, Any], overrides: list[str]) -> Path:
     """Load the run's module, export it, check it against PyTorch; returns the written file."""
     from posereg import export as E
+    from posereg.data.datamodule import data_info
     from posereg.jsonio import write_json
-    from posereg.predict import data_info, load_module
+    from posereg.predict import load_module
 
     fmt = opts["format"]
     if fmt not in E.FORMATS:

@@ -5,6 +5,7 @@
     posereg-sweep integral_table1 seed=0,1,2 hydra/launcher=joblib hydra.launcher.n_jobs=2
     posereg-sweep integral_table1 retry_failed=false       # leave failed cells failed
     posereg-sweep integral_table1 --report-only            # rebuild the report from the run dirs
+    posereg-sweep integral_table1 --real --cost            # what the grid costs: steps, compute, disk, time
 
 Re-running the same command resumes the grid: the training task skips done cells, resumes
 interrupted ones from last.ckpt and retries failed ones; a failing cell never stops the others.
@@ -40,6 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true", help="only rebuild the report from the run dirs")
     p.add_argument("--no-report", action="store_true", help="launch without building the report")
     p.add_argument("--dry-run", action="store_true", help="print the Hydra command and exit")
+    p.add_argument("--cost", action="store_true",
+                   help="print each cell's steps, images, GMACs, training compute, checkpoint disk and (once a cell "
+                        "has finished) the time still to run, then exit; nothing is trained")
     p.add_argument("--list", action="store_true", help="list the shipped templates")
     return p.parse_intermixed_args(argv)
 
@@ -56,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_sweep(template, [value_str(o) for o in args.overrides])
         if args.dry_run:
             print(" ".join(plan.command()))
+            return 0
+        if args.cost:
+            from posereg.grid_cost import cost_table, estimate
+
+            print(cost_table(plan, estimate(plan)))
             return 0
         rc = 0
         if not args.report_only:

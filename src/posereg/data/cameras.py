@@ -50,7 +50,7 @@ def load_cameras(root: Path, relative: str | Path, setting: str) -> dict[Any, di
     """The camera dict of a pickle inside root (paths outside root are refused with a ConfigError)."""
     path = resolve_inside(root, relative, setting)
     if not path.is_file():
-        raise DataError(f"{setting}: camera file {path} does not exist; layout: README, 'Real datasets'")
+        raise DataError(f"{setting}: camera file {path} does not exist; layout: docs/datasets.md")
     try:
         with open(path, "rb") as fh:
             cams = _ArrayUnpickler(fh, encoding="latin1").load()

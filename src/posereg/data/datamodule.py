@@ -215,3 +215,12 @@ def build_datamodule(cfg: Any) -> PoseDataModule:
         raise ConfigError("config has no 'data' group: pass data=synth2d (or another conf/data/*.yaml)")
     seed = cfg.get("seed", 0)
     return PoseDataModule(cfg.data, 0 if seed is None else int(seed))
+
+
+def data_info(cfg: Any) -> DataInfo:
+    """What a network needs about the data, from cfg.data alone (no dataset root, no images)."""
+    d = cfg.data
+    three_d = OmegaConf.select(cfg, "data.dims") == 3 or OmegaConf.select(cfg, "method.dims") == 3
+    return DataInfo(joint_set=str(d.joint_set), input_size=_input_size(_plain(d.input_size)), has_2d=True,
+                    has_3d=bool(three_d), depth_range=float(d.get("depth_range", 2000.0)),
+                    dataset_names=tuple(d.get("sources") or ()))

@@ -42,11 +42,11 @@ _MISSING = (None, "", "???")
 def require_root(root: Any, setting: str = "data.root") -> Path:
     """The dataset root as an existing directory, or a ConfigError naming the setting."""
     if root in _MISSING or (isinstance(root, str) and root.startswith("???")):
-        raise ConfigError(f"{setting} is not set: pass {setting}=/path/to/dataset (README: 'Real datasets')")
+        raise ConfigError(f"{setting} is not set: pass {setting}=/path/to/dataset (layout: docs/datasets.md)")
     path = Path(str(root)).expanduser()
     if not path.is_dir():
         raise ConfigError(f"{setting}={root!s} is not a directory: point it at the dataset folder "
-                          "(see the README section 'Real datasets' for the expected layout)")
+                          "(see docs/datasets.md for the expected layout)")
     return path.resolve()
 
 
@@ -56,7 +56,7 @@ def require_file(root: Path, relative: str | Path, setting: str) -> Path:
     path = path if path.is_absolute() else root / path
     if not path.is_file():
         raise ConfigError(f"{setting}: file {path} does not exist; check {setting} and the layout in "
-                          "the README section 'Real datasets'")
+                          "docs/datasets.md")
     return path
 
 

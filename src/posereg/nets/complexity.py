@@ -34,9 +34,9 @@ class Complexity:
         return self.macs / 1e9
 
     def summary(self) -> str:
-        """One line, e.g. '25.6 M params, 4.1 GMACs at 224×224'."""
+        """One line, e.g. '25.6 M params, 4.09 GMACs at 224×224' (3 significant digits: small nets are not 0.0)."""
         h, w = self.input_hw
-        return f"{self.params / 1e6:.1f} M params, {self.gmacs:.1f} GMACs at {h}×{w}"
+        return f"{self.params / 1e6:.3g} M params, {self.gmacs:.3g} GMACs at {h}×{w}"
 
 
 def model_complexity(
