@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from posereg.bench.lightning_overhead import lightning_overhead
 from posereg.bench.sspnet import run_sspnet_bench
 from posereg.bench.throughput import Workload, compose_preset, pick_device, throughput, time_model_only
 from posereg.paths import real_slices_dir
@@ -72,8 +73,8 @@ class Check:
         self.deadline, self.dry_run, self.workers = deadline, dry_run, workers
         self.device = "cpu" if dry_run else "cuda"
         self.steps = 2 if dry_run else 25
-        self.result: dict[str, Any] = {"throughput": [], "speed_variants": [], "sspnet": {}, "skipped": [],
-                                       "errors": []}
+        self.result: dict[str, Any] = {"throughput": [], "speed_variants": [], "sspnet": {}, "lightning": {},
+                                       "skipped": [], "errors": []}
 
     def left(self) -> float:
         return self.deadline - time.time()
@@ -135,6 +136,15 @@ class Check:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+    def lightning(self) -> None:
+        """posereg's Lightning loop vs a plain PyTorch loop on the same pre-loaded batches (quickstart on the GPU)."""
+        steps, rounds = (4, 1) if self.dry_run else (200, 2)
+        ov = [*self.overrides("quickstart", False), *(["trainer.accelerator=cpu"] if self.dry_run else [])]
+        r = lightning_overhead(ov, steps, rounds, profile=False, device=self.device)
+        self.result["lightning"] = {"steps": r["steps"], "ratio": r["ratio"], "cpu_ratio": r["cpu_ratio"],
+                                    "plain_ms": 1000 * r["plain"]["s_per_step"],
+                                    "lightning_ms": 1000 * r["lightning"]["s_per_step"]}
 
     def sspnet(self) -> None:
         """SSP-Net frames/s of the full network and of the p4l1 cut, batch 1 and 32 (paper model on the GPU)."""
@@ -226,6 +236,12 @@ def markdown(r: dict[str, Any]) -> str:
                 label = f"{cut} (full)" if cut == sp["full_cut"] else cut
                 lines.append(f"| {label} | {b} | {v['fps']:.1f} | {v['latency_ms']:.2f} | {v['speedup']:.2f} |")
         lines.append("")
+    if r.get("lightning"):
+        lt = r["lightning"]
+        lines += ["## Lightning overhead (quickstart, pre-loaded batches)", "",
+                  f"plain PyTorch {lt['plain_ms']:.2f} ms per step, posereg's Lightning loop "
+                  f"{lt['lightning_ms']:.2f} ms ({lt['steps']} steps): Lightning / plain steps/s "
+                  f"**{lt['ratio']:.3f}** (goal >= 0.97).", ""]
     for key, title in (("skipped", "Skipped"), ("errors", "Errors")):
         if r[key]:
             lines += [f"## {title}", "", *(f"- {x}" for x in r[key]), ""]
@@ -255,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     check.section("throughput integral_r50_256 real images", 40, lambda: check.triple("integral_r50_256", True))
     eager = [n for n in VARIANTS if "compiled" not in n]
     check.section("fp32 vs bf16, eager", 30, lambda: check.speed_variants(eager))
+    check.section("Lightning overhead", 40, check.lightning)
     if dry:
         check.result["skipped"].append("torch.compile: not timed in the CPU dry run (inductor's C++ build)")
     else:
