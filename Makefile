@@ -55,10 +55,11 @@ dashboard: install
 show: install
 	$(BIN)/posereg-show $(ARGS)
 
-# Wheels for a GPU machine that has its own torch stack but no package index (bench/gpu_check.sh installs posereg
-# there with `pip install --no-index --find-links wheelhouse`): exactly the packages posereg needs that such an
-# image lacks (hydra-core, omegaconf, the two Hydra launchers, albumentations, pycocotools, wandb, turbojpeg) and
-# their dependencies it lacks, at the versions tested here, for CPython $(WHEEL_PY) on manylinux x86_64 (~31 MB);
+# Wheels for a GPU machine that has its own torch stack but no package index (bench/gpu_check.sh installs from
+# them, without an index, only the distributions that machine lacks): the packages posereg needs beyond the torch
+# stack (hydra-core, omegaconf, the two Hydra launchers, albumentations, pycocotools, wandb, turbojpeg) and their
+# pure-Python / small dependencies, at the versions tested here, for CPython $(WHEEL_PY) on manylinux x86_64
+# (~36 MB; opencv, numpy and scipy are expected on the machine);
 # setuptools, wheel and packaging build posereg itself (pip's isolated build environment). antlr4 4.9.3 (Hydra's
 # parser runtime) is published as source only: it is built here into a pure-python wheel. Run it where pip
 # reaches an index; copy wheelhouse/ with the checkout.
@@ -72,7 +73,9 @@ WHEELHOUSE_BINARY := hydra-core==1.3.8 omegaconf==2.3.1 hydra-joblib-launcher==1
 	opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2 opentelemetry-proto==1.45.2 \
 	opentelemetry-semantic-conventions==0.66b2 opentelemetry-exporter-otlp-proto-http==1.45.2 \
 	opentelemetry-exporter-otlp-proto-common==1.45.2 opentelemetry-exporter-otlp-common==0.66b2 \
-	opentelemetry-exporter-http-transport==0.66b2 turbojpeg==0.0.2 setuptools==84.2.1 wheel==0.48.0 packaging==26.4
+	opentelemetry-exporter-http-transport==0.66b2 turbojpeg==0.0.2 setuptools==84.2.1 wheel==0.48.0 packaging==26.4 \
+	xxhash==4.1.0 click==8.5.1 cloudpickle==3.1.3 joblib==1.6.0 typing-extensions==4.16.0 pyyaml==6.0.4 \
+	requests==2.34.2 urllib3==2.8.0 idna==3.20 charset-normalizer==3.5.3 certifi==2026.10.19.post1 protobuf==7.36.2
 WHEELHOUSE_SOURCE := antlr4-python3-runtime==4.9.3
 
 .PHONY: wheelhouse

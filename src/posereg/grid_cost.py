@@ -132,8 +132,9 @@ def _fmt_flops(f: float) -> str:
 def cost_table(plan: SweepPlan, cells: list[CellCost]) -> str:
     """The estimate as text: one line per cell, totals, and the time of the cells still to run."""
     rate = seconds_per_gmac_image(cells)
+    width = min(90, max([4, *(len(c.name) for c in cells)]))
     lines = [f"{plan.template.name}: {len(cells)} cells -> {plan.grid_dir}",
-             f"{'cell':44s} {'status':11s} {'epochs':>6s} {'steps':>8s} {'images':>10s} {'GMACs/img':>9s} "
+             f"{'cell':{width}s} {'status':11s} {'epochs':>6s} {'steps':>8s} {'images':>10s} {'GMACs/img':>9s} "
              f"{'train':>12s} {'ckpt disk':>9s} {'time':>8s}"]
     todo_s, unknown = 0.0, 0
     notes: list[str] = []
@@ -148,7 +149,7 @@ def cost_table(plan: SweepPlan, cells: list[CellCost]) -> str:
             notes.append(c.note)
         mark = f" [{notes.index(c.note) + 1}]" if c.note else ""
         lines.append(
-            f"{c.name[:44]:44s} {c.status:11s} {c.epochs:>6} {c.steps if c.steps is not None else '?':>8} "
+            f"{c.name[:width]:{width}s} {c.status:11s} {c.epochs:>6} {c.steps if c.steps is not None else '?':>8} "
             f"{c.images if c.images is not None else '?':>10} {c.macs / 1e9:9.3g} "
             f"{_fmt_flops(c.train_flops) if c.train_flops else '?':>12s} {c.checkpoint_bytes / 1e9:8.2f}G "
             f"{(_fmt_seconds(time_s) + ('' if c.seconds else '*')) if time_s else '?':>8s}{mark}")
