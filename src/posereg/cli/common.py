@@ -1,7 +1,8 @@
-"""What the entry points share: `_target_` groups, the auto cut, weights-only initialisation, summaries."""
+"""What the entry points share: `_target_` groups, the auto cut, weights-only initialisation, summaries, exit 2."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,18 @@ from omegaconf import DictConfig, open_dict
 
 from posereg.config import instantiate
 from posereg.console import console
-from posereg.errors import ConfigError, require_int
+from posereg.errors import ConfigError, DataError, require_int
 from posereg.nets.cut import auto_fps
 from posereg.weights import load_checkpoint, load_matching
+
+
+def exit_2_on_bad_input(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call fn; a ConfigError or DataError becomes one red line and exit code 2 (bad input, not a crash)."""
+    try:
+        return fn(*args, **kwargs)
+    except (ConfigError, DataError) as err:
+        console.print(f"[bold red]error[/bold red]: {err}")
+        raise SystemExit(2) from None
 
 
 def split_own_args(items: list[str], own: dict[str, Any], required: tuple[str, ...] = ("run",)

@@ -16,9 +16,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from posereg.cli.common import build_trainer, resolve_auto_cut, split_own_args
-from posereg.console import console, print_metrics
-from posereg.errors import ConfigError, DataError
+from posereg.cli.common import build_trainer, exit_2_on_bad_input, resolve_auto_cut, split_own_args
+from posereg.console import print_metrics
+from posereg.errors import ConfigError
 from posereg.jsonio import to_jsonable, write_json
 from posereg.paths import CONF_DIR
 from posereg.runs import RunDir, register_resolvers
@@ -129,11 +129,7 @@ def parse_args(argv: list[str] | None) -> tuple[Path, str, str, list[str]]:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (posereg-eval)."""
     run, split, ckpt, overrides = parse_args(argv)
-    try:
-        evaluate(run, split=split, ckpt=ckpt, overrides=overrides)
-    except (ConfigError, DataError) as err:
-        console.print(f"[bold red]error[/bold red]: {err}")
-        raise SystemExit(2) from None
+    exit_2_on_bad_input(evaluate, run, split=split, ckpt=ckpt, overrides=overrides)
 
 
 if __name__ == "__main__":

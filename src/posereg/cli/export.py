@@ -15,10 +15,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from posereg.cli.common import resolve_auto_cut, split_own_args
+from posereg.cli.common import exit_2_on_bad_input, resolve_auto_cut, split_own_args
 from posereg.cli.eval import apply_overrides, load_run_config, pick_checkpoint
 from posereg.console import console
-from posereg.errors import ConfigError, DataError, require_int
+from posereg.errors import ConfigError, require_int
 from posereg.runs import RunDir, register_resolvers
 
 USAGE = ("posereg-export run=<run dir> format=onnx|torchscript [out=<file>] [opset=17] [ckpt=best|last|<file>] "
@@ -77,11 +77,7 @@ def parse_args(argv: list[str] | None) -> tuple[dict[str, Any], list[str]]:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (posereg-export)."""
     opts, overrides = parse_args(argv)
-    try:
-        export_run(opts, overrides)
-    except (ConfigError, DataError) as err:
-        console.print(f"[bold red]error[/bold red]: {err}")
-        raise SystemExit(2) from None
+    exit_2_on_bad_input(export_run, opts, overrides)
 
 
 if __name__ == "__main__":

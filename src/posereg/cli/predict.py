@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from posereg.cli.common import resolve_auto_cut, split_own_args
+from posereg.cli.common import exit_2_on_bad_input, resolve_auto_cut, split_own_args
 from posereg.cli.eval import apply_overrides, load_run_config, pick_checkpoint
 from posereg.console import console
 from posereg.errors import ConfigError, DataError, require_int
@@ -131,11 +131,7 @@ def parse_args(argv: list[str] | None) -> tuple[dict[str, Any], list[str]]:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (posereg-predict)."""
     opts, overrides = parse_args(argv)
-    try:
-        predict(opts, overrides)
-    except (ConfigError, DataError) as err:
-        console.print(f"[bold red]error[/bold red]: {err}")
-        raise SystemExit(2) from None
+    exit_2_on_bad_input(predict, opts, overrides)
 
 
 if __name__ == "__main__":

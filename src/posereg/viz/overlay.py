@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from posereg.skeletons import get_joint_set
+from posereg.viz.axes3d import plot_bone, square_axes
 from posereg.viz.figure_log import figure_to_rgb
 
 LEFT, RIGHT, CENTRE = (60, 120, 255), (255, 80, 60), (60, 220, 60)  # RGB, as posereg-show
@@ -66,14 +67,8 @@ def skeleton_panel(poses_mm: Sequence[np.ndarray], joint_set: str, side: int) ->
         for a, b in js.bones:
             side_ab = js.side(b) if js.side(b) != "c" else js.side(a)
             colour = np.array(_COLOUR[side_ab]) / 255.0
-            # camera x right, z forward, y down -> plot (x, z, -y) so the person stands upright
-            ax.plot(p[[a, b], 0], p[[a, b], 2], -p[[a, b], 1], color=colour, lw=2)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_zlim(-lim, lim)
-    ax.set_xlabel("x (mm)", fontsize=7)
-    ax.set_ylabel("z (mm)", fontsize=7)
-    ax.tick_params(labelsize=6)
+            plot_bone(ax, p, a, b, color=colour, lw=2)
+    square_axes(ax, lim)
     fig.subplots_adjust(left=0, right=1, bottom=0, top=1)
     rgb = figure_to_rgb(fig)
     return cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA) if rgb.shape[:2] != (side, side) else rgb

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from posereg.viz.axes3d import plot_bone, square_axes
+
 PRED_COLOR = "#e53935"
 GT_COLOR = "#43a047"
 
@@ -64,15 +66,8 @@ def skeleton_3d(pred: np.ndarray, gt: np.ndarray, bones: Sequence[tuple[int, int
             m = np.ones(len(p), bool) if m is None else m
             for a, b in bones:
                 if m[a] and m[b]:
-                    # camera x right, z forward, y down -> plot (x, z, -y) so the person stands upright
-                    ax.plot(p[[a, b], 0], p[[a, b], 2], -p[[a, b], 1], style, color=color, lw=1.5)
-        lim = max(float(np.abs(gt[i] - gt[i][root])[mask[i]].max(initial=1.0)), 1.0)
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_zlim(-lim, lim)
-        ax.set_xlabel("x (mm)", fontsize=7)
-        ax.set_ylabel("z (mm)", fontsize=7)
-        ax.tick_params(labelsize=6)
+                    plot_bone(ax, p, a, b, style, color=color, lw=1.5)
+        square_axes(ax, max(float(np.abs(gt[i] - gt[i][root])[mask[i]].max(initial=1.0)), 1.0))
     if title:
         fig.suptitle(title)
     return fig
