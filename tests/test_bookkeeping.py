@@ -97,3 +97,18 @@ def test_a_finished_run_gets_its_tensorboard_logs_from_the_csv(make_cfg, tmp_pat
     events.Reload()
     assert "val/pckh@0.5" in events.Tags()["scalars"] and torch.isfinite(torch.tensor(
         events.Scalars("val/pckh@0.5")[-1].value))
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["method=i1", "backbone=resnet50"], "resnet50"),
+    (["method=r1"], "resnet18"),
+    (["experiment=sspnet_synth"], None),  # SSP-Net, Luvizon'17 and the Hourglass are networks of their own
+    (["experiment=luvizon_synth"], None),
+    (["method=i1", "method/net=hourglass"], None),
+    (["experiment=deepskeleton_synth_maps", "backbone=resnet50"], "resnet50"),  # takes the backbone's name only
+])
+def test_the_setup_names_the_backbone_only_when_the_network_uses_one(overrides, expected):
+    from conftest import compose_config
+    from posereg.console import network_backbone
+
+    assert network_backbone(compose_config(overrides)) == expected

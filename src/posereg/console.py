@@ -11,11 +11,20 @@ from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in logs (grep-able)
 
+def network_backbone(cfg: DictConfig) -> str | None:
+    """The backbone the method's network is built on (None for networks of their own: SSP-Net, Luvizon'17,
+    the Hourglass), whether the network takes the backbone group or only its name."""
+    backbone = OmegaConf.select(cfg, "method.net.backbone", default=None)
+    if isinstance(backbone, DictConfig):
+        backbone = backbone.get("name")
+    return str(backbone) if backbone else None
+
+
 def print_run_summary(cfg: DictConfig, run_path: Path, complexity: Any = None) -> None:
     """One line saying what this run trains, and where its full config is."""
     data = cfg.data
     size = data.input_size if isinstance(data.input_size, int) else "x".join(map(str, data.input_size))
-    backbone = OmegaConf.select(cfg, "method.net.backbone.name", default=None)  # networks built on a backbone
+    backbone = network_backbone(cfg)
     net = f", backbone {backbone}" if backbone else ""
     params = f", {complexity.summary()}" if complexity is not None else ""
     console.print(f"[bold]posereg[/bold] {cfg.experiment_name}/{run_path.name}: method {cfg.method.name}{net}, "

@@ -16,11 +16,11 @@ import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from posereg.cli.common import build_trainer, check_run_settings, load_init_weights, resolve_auto_cut
 from posereg.config import instantiate_group
-from posereg.console import console, print_metrics, print_run_summary
+from posereg.console import console, network_backbone, print_metrics, print_run_summary
 from posereg.jsonio import to_jsonable
 from posereg.loggers import AppendingCSVLogger
 from posereg.nets.complexity import model_complexity
@@ -92,7 +92,7 @@ def collect_metrics(cfg: DictConfig, trainer: pl.Trainer, session: RunSession, m
         "global_step": trainer.global_step,
         "setup": {
             "method": cfg.method.name, "data": list(data.sources), "joint_set": data.joint_set,
-            "backbone": OmegaConf.select(cfg, "backbone.name"), "input_size": data.input_size,
+            "backbone": network_backbone(cfg), "input_size": data.input_size,
             "batch_size": data.batch_size, "epochs": trainer.current_epoch, "steps": trainer.global_step,
             "seed": int(cfg.seed), "device": f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '')}"
             f" x{trainer.world_size}", "precision": str(trainer.precision),
