@@ -187,6 +187,42 @@ def test_optimizer_and_scheduler_from_config():
     assert sorted(conf["lr_scheduler"]["scheduler"].milestones) == [3, 5]
 
 
+
+# The method's own optimizer, and what each group entry builds: (class, {argument: value}).
+METHOD_OPTIMIZERS = {"i1": (torch.optim.Adam, {"lr": 1e-3}),
+                     "luvizon17": (torch.optim.RMSprop, {"lr": 1e-3, "alpha": 0.9, "eps": 1e-7}),
+                     "sspnet": (torch.optim.RMSprop, {"lr": 1e-3, "alpha": 0.99}),
+                     "deepskeleton_maps": (torch.optim.SGD, {"lr": 1e-5, "momentum": 0.9, "weight_decay": 2e-4})}
+OPTIMIZER_GROUP = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,
+                   "rmsprop_keras": torch.optim.RMSprop}
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_OPTIMIZERS))
+def test_each_method_keeps_its_papers_optimizer(method):
+    from hydra.utils import instantiate
+
+    cls, args = METHOD_OPTIMIZERS[method]
+    opt = instantiate(compose_config([f"method={method}"]).method.optimizer)(params=[nn.Parameter(torch.zeros(1))])
+    assert type(opt) is cls
+    assert {k: opt.defaults[k] for k in args} == pytest.approx(args)
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZER_GROUP))
+@pytest.mark.parametrize("method", sorted(METHOD_OPTIMIZERS))
+def test_method_optimizer_switches_without_carrying_another_optimizers_arguments(method, optimizer):
+    # method/optimizer=<name> keeps the method's lr (and weight decay) but nothing only its own optimizer takes:
+    # Luvizon's Keras rho/epsilon or DeepSkeleton's momentum would make Adam refuse its arguments
+    from hydra.utils import instantiate
+
+    cfg = compose_config([f"method={method}", f"method/optimizer={optimizer}"])
+    opt = instantiate(cfg.method.optimizer)(params=[nn.Parameter(torch.zeros(1))])
+    assert type(opt) is OPTIMIZER_GROUP[optimizer]
+    assert opt.defaults["lr"] == pytest.approx(METHOD_OPTIMIZERS[method][1]["lr"])
+    if optimizer == "rmsprop_keras":
+        assert (opt.defaults["alpha"], opt.defaults["eps"]) == (0.9, 1e-7)
+    if optimizer == "sgd":
+        assert opt.defaults["momentum"] == 0.9
+
 @pytest.mark.parametrize(
     "method,extra,info,match",
     [
