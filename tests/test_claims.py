@@ -214,6 +214,10 @@ def test_outputs_a_run_lacks_are_not_produced(tmp_path: Path) -> None:
     assert [p.verdict for p in every.pairs] == [REPRODUCED, NOT_PRODUCED] and every.verdict == REPRODUCED
     assert cross.verdict == NOT_PRODUCED
     assert summary_line(table.claims).endswith("1 not produced by these runs")
+    # the group line says that its verdict covers only the pairs the runs produce
+    assert every.scope == "all of 1 produced pairs (1 of 2 not produced)"
+    md = build_report([grid], parse_template(raw), plots=False).files["md"].read_text()
+    assert "| I1 beats H1 at every stage | AUC | all of 1 produced pairs (1 of 2 not produced) |" in md
 
 
 def test_paper_numbers_shown_from_refs_and_paper_cells(tmp_path: Path) -> None:

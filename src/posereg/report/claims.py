@@ -65,6 +65,14 @@ class ClaimResult:
         """The claim in words."""
         return self.claim.label
 
+    @property
+    def scope(self) -> str:
+        """What a group verdict covers: `all of 4 pairs`, or `all of 2 produced pairs (2 of 4 not produced)`."""
+        missing = sum(p.verdict == NOT_PRODUCED for p in self.pairs)
+        if not missing or missing == len(self.pairs):
+            return f"all of {len(self.pairs)} pairs"
+        return f"all of {len(self.pairs) - missing} produced pairs ({missing} of {len(self.pairs)} not produced)"
+
 
 def _verdict(low: float, high: float, expect: int) -> str:
     seen = 1 if low > 0 else -1 if high < 0 else 0

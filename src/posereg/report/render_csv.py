@@ -46,7 +46,7 @@ def render_csv(table: Table) -> str:
                             "status": status + (";mixed commits" if v["marked"] else "")})
     for r in table.claims:
         if r.claim.is_group:
-            w.writerow({"kind": "claim", "row": r.label, "column": f"all of {len(r.pairs)} pairs",
+            w.writerow({"kind": "claim", "row": r.label, "column": r.scope,
                         "verdict": r.verdict})
             for p in r.pairs:
                 w.writerow(_pair("claim_pair", r.label, p, r.claim.kind))

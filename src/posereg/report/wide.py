@@ -101,7 +101,7 @@ def claim_rows(table: Table) -> list[list[str]]:
             out.append(_pair_row(table, r.pairs[0], c.kind, f"{c.label} [{r.pairs[0].pair.text()}]"))
             continue
         metrics = list(dict.fromkeys(table.template.metric(p.pair.metric).label for p in r.pairs))
-        out.append([c.label, ", ".join(metrics), f"all of {len(r.pairs)} pairs", "", "", "", r.verdict])
+        out.append([c.label, ", ".join(metrics), r.scope, "", "", "", r.verdict])
         for p in r.pairs:
             out.append(_pair_row(table, p, c.kind, f"↳ {p.pair.label}: {p.pair.text()}"))
     return out
