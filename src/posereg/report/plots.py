@@ -134,6 +134,7 @@ def trend(table: Table) -> bytes | None:
     fig = Figure(figsize=(6, 4.2))
     ax = fig.subplots()
     drawn = 0
+    drawn_xs: set[float] = set()
     for other in across:
         pts = []
         for x, k in zip(xs, along, strict=True):
@@ -144,12 +145,16 @@ def trend(table: Table) -> bytes | None:
         if not pts:
             continue
         pts.sort()
+        drawn_xs.update(p[0] for p in pts)
         name = table.row_label(other) if dim == "columns" else table.col_label(other)
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
                     capsize=3, label=name or metric.label)
         drawn += 1
     if not drawn:
         return None
+    if all(float(x).is_integer() for x in drawn_xs):
+        # stages, pyramids, sizes: ticks at the values plotted, not at 1.2, 1.4, ...
+        ax.set_xticks(sorted(drawn_xs))
     ax.set_xlabel(spec.get("xlabel") or (" / ".join(table.template.columns.axes) if dim == "columns"
                                          and table.template.columns and table.template.columns.axes
                                          else dim))
