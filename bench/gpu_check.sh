@@ -3,6 +3,7 @@
 #
 #   bash bench/gpu_check.sh                 # on the GPU machine (after `make wheelhouse` where an index is reachable)
 #   bash bench/gpu_check.sh --cpu-dry-run   # anywhere: the same steps on the CPU with tiny sizes
+#   bash bench/gpu_check.sh --setup-only    # only (a): the virtualenv that scripts/gpu_grids.sh trains with
 #
 # (a) makes a fresh virtualenv over the machine's own torch (`python -m venv --system-site-packages`; when that
 #     python is itself a virtualenv, as the GPU image's /opt/torch/.venv, a .pth file chains its packages in) and
@@ -22,8 +23,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 dry=""
 case "${1:-}" in
   --cpu-dry-run) dry="--cpu-dry-run" ;;
+  --setup-only) dry="setup-only" ;;
   "") ;;
-  *) echo "usage: bash bench/gpu_check.sh [--cpu-dry-run]" >&2; exit 2 ;;
+  *) echo "usage: bash bench/gpu_check.sh [--cpu-dry-run | --setup-only]" >&2; exit 2 ;;
 esac
 out=${OUT:-bench/gpu}
 mkdir -p "$out"
@@ -79,6 +81,7 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tee
   echo "error: posereg does not import in $venv (log: $out/install.log)" >&2
   exit 2
 fi
+[ "$dry" = "setup-only" ] && exit 0
 
 # (b) the gpu tests (skipped, not failed, without a CUDA device: the dry run shows that)
 say "pytest -m gpu"

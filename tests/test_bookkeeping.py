@@ -112,3 +112,19 @@ def test_the_setup_names_the_backbone_only_when_the_network_uses_one(overrides, 
     from posereg.console import network_backbone
 
     assert network_backbone(compose_config(overrides)) == expected
+
+
+def test_git_commit_comes_from_git_and_else_from_the_environment(monkeypatch, tmp_path):
+    import subprocess
+
+    from posereg.runs import files
+
+    sha = subprocess.run(["git", "-C", str(files.REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                         text=True).stdout.strip()
+    monkeypatch.setenv("POSEREG_GIT_COMMIT", "c" * 40)
+    if sha:  # a checkout with .git: git wins over the variable
+        assert files.git_commit().split("+")[0] == sha
+    monkeypatch.setattr(files, "REPO_ROOT", tmp_path)  # a copy without .git, as on a lent GPU machine
+    assert files.git_commit() == "c" * 40
+    monkeypatch.delenv("POSEREG_GIT_COMMIT")
+    assert files.git_commit() is None

@@ -76,3 +76,22 @@ def test_datamodule_loaders_install_the_worker_init(make_cfg, workers):
             assert loader.worker_init_fn.func is init_loader_worker
         else:
             assert loader.worker_init_fn is None
+
+
+def _first_batch_shape_in_a_loky_worker(cfg) -> tuple[str, tuple[int, ...]]:
+    import multiprocessing
+
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    return multiprocessing.get_start_method(), tuple(batch["joints_2d"].shape)
+
+
+def test_loader_workers_start_inside_joblib_workers(make_cfg):
+    # posereg-sweep hydra/launcher=joblib with data.num_workers>0: loky's default start method cannot start them
+    from joblib import Parallel, delayed
+
+    cfg = make_cfg("data.input_size=64", "data.num_workers=1", "data.batch_size=4")
+    [(method, shape)] = Parallel(n_jobs=2)([delayed(_first_batch_shape_in_a_loky_worker)(cfg)])
+    assert method == "loky"
+    assert shape == (4, 16, 2)

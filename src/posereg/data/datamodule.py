@@ -16,7 +16,7 @@ from posereg.data.collate import collate_samples
 from posereg.data.resumable import ResumableDataLoader
 from posereg.data.samplers import MixedSourceBatchSampler, ShardSampler, SourceMix, batch_counts
 from posereg.data.transforms import AugmentConfig
-from posereg.data.workers import loader_worker_init
+from posereg.data.workers import loader_start_method, loader_worker_init
 from posereg.errors import ConfigError, require_int
 from posereg.skeletons import check_mappable, get_joint_set
 
@@ -167,7 +167,8 @@ class PoseDataModule(L.LightningDataModule):
                   "persistent_workers": self.persistent_workers, "collate_fn": collate_samples}
         if self.num_workers > 0:
             rank = self.trainer.global_rank if self.trainer is not None else None
-            kwargs["worker_init_fn"] = loader_worker_init(rank)
+            kwargs["multiprocessing_context"] = method = loader_start_method()
+            kwargs["worker_init_fn"] = loader_worker_init(rank, method)
         return kwargs
 
     def train_dataloader(self) -> DataLoader:

@@ -21,6 +21,16 @@ def init_loader_worker(worker_id: int, rank: int | None = None, fresh_process: b
         pl_worker_init_function(worker_id, rank=rank)
 
 
+def loader_start_method() -> str:
+    """How loader workers start: this process's start method, or the platform's default where a launcher set its own.
+
+    joblib's loky workers (hydra/launcher=joblib) make "loky" the default method, whose Process a DataLoader
+    cannot start (AttributeError: 'Process' object has no attribute 'env').
+    """
+    method = mp.get_start_method(allow_none=True) or mp.get_context().get_start_method()
+    return method if method in ("fork", "spawn", "forkserver") else mp.get_all_start_methods()[0]
+
+
 def loader_worker_init(rank: int | None = None, start_method: str | None = None) -> Callable[[int], None]:
     """Worker init for a loader started from this process; makes this process's OpenCV single-threaded.
 
@@ -29,5 +39,5 @@ def loader_worker_init(rank: int | None = None, start_method: str | None = None)
     inherit the setting from this process; spawned ones set it themselves.
     """
     cv2.setNumThreads(1)
-    method = start_method or mp.get_start_method(allow_none=True) or mp.get_context().get_start_method()
+    method = start_method or loader_start_method()
     return partial(init_loader_worker, rank=rank, fresh_process=method != "fork")

@@ -23,7 +23,7 @@ def now() -> str:
 
 
 def git_commit() -> str | None:
-    """Commit hash of the posereg checkout, with '+dirty' when it has local changes."""
+    """Commit hash of the posereg checkout, with '+dirty' when it has local changes; else $POSEREG_GIT_COMMIT."""
     try:
         sha = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
@@ -35,8 +35,11 @@ def git_commit() -> str | None:
             timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
-    return (sha + ("+dirty" if dirty else "")) or None
+        sha = dirty = ""
+    if sha:
+        return sha + ("+dirty" if dirty else "")
+    # a copy of the checkout without .git (as on a lent GPU machine): the commit its launcher states
+    return os.environ.get("POSEREG_GIT_COMMIT") or None
 
 
 def set_aside(path: Path, why: str) -> Path:
