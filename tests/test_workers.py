@@ -95,3 +95,22 @@ def test_loader_workers_start_inside_joblib_workers(make_cfg):
     [(method, shape)] = Parallel(n_jobs=2)([delayed(_first_batch_shape_in_a_loky_worker)(cfg)])
     assert method == "loky"
     assert shape == (4, 16, 2)
+
+
+def test_loader_workers_outlive_a_sigterm_to_the_process_group(make_cfg):
+    # timeout, scancel and `kill -- -PGID` signal the loader workers too; the trainer handles SIGTERM (last.ckpt,
+    # status "interrupted", exit 143), and needs its workers for that, or the run ends as a worker "failure"
+    import os
+    import signal
+
+    dm = build_datamodule(make_cfg("data.input_size=64", "data.num_workers=1", "data.batch_size=4"))
+    dm.setup("fit")
+    it = iter(dm.train_dataloader())
+    next(it)
+    [worker] = it._workers
+    os.kill(worker.pid, signal.SIGTERM)
+    worker.join(2)
+    assert worker.is_alive()
+    assert next(it)["image"].shape[0] == 4
+    it._shutdown_workers()
+    assert not worker.is_alive()

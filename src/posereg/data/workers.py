@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from functools import partial
 
@@ -12,7 +13,12 @@ from lightning.fabric.utilities.seed import pl_worker_init_function
 
 
 def init_loader_worker(worker_id: int, rank: int | None = None, fresh_process: bool = False) -> None:
-    """Make OpenCV single-threaded in a fresh (spawned) worker, then seed it as Lightning would."""
+    """Leave scheduler signals to the trainer, single-thread OpenCV in a fresh worker, seed as Lightning does."""
+    # A signal to the whole process group (timeout, scancel, kill -- -PGID) reaches the workers too: the trainer
+    # handles it (last.ckpt, "interrupted") and needs its workers for that, then ends them itself; a parent that
+    # dies outright is noticed by each worker's watchdog.
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
     if fresh_process:
         # only here: in a forked child whose parent already ran OpenCV's pool, setNumThreads deadlocks
         cv2.setNumThreads(1)
