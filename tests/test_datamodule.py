@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from posereg.data import AugmentConfig, build_datamodule
@@ -20,7 +21,9 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 
 def make_cfg(name: str, **data_overrides):
     """{seed, data} config from conf/data/<name>.yaml, shrunk for tests."""
-    data = OmegaConf.load(CONF / f"{name}.yaml")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # the data group alone, defaults applied
+        data = compose(config_name=name)
+    OmegaConf.set_struct(data, False)
     small = {"input_size": 64, "batch_size": 8, "eval_batch_size": 8, "num_workers": 0, "epoch_length": 32}
     data = OmegaConf.merge(data, small, data_overrides)
     return OmegaConf.create({"seed": 0, "data": data})
