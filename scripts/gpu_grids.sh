@@ -12,7 +12,8 @@
 # Settings (environment): JOBS (cells at once, 8), WORKERS (SynthPose loader workers per cell, 2), BUDGET_S
 # (seconds for everything, setup included, 470), RUNS (/tmp/posereg-gpu-runs), TRAINER (gpu; cpu for a dry run
 # anywhere), VENV (/tmp/posereg-gpu-venv: made by `bench/gpu_check.sh --setup-only` when it has no
-# posereg-sweep), POSEREG_GIT_COMMIT (the commit, recorded in each run's status.json where .git did not travel).
+# posereg-sweep), POSEREG_GIT_COMMIT (the commit each run's status.json records: a copied .git can be missing or
+# older than the files beside it).
 # A cell cut off by the deadline is left interrupted; the next call (with the run directories unpacked into RUNS
 # first) resumes the grid.
 set -uo pipefail

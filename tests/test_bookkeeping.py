@@ -114,17 +114,18 @@ def test_the_setup_names_the_backbone_only_when_the_network_uses_one(overrides, 
     assert network_backbone(compose_config(overrides)) == expected
 
 
-def test_git_commit_comes_from_git_and_else_from_the_environment(monkeypatch, tmp_path):
+def test_git_commit_is_the_stated_one_else_the_checkouts(monkeypatch, tmp_path):
     import subprocess
 
     from posereg.runs import files
 
     sha = subprocess.run(["git", "-C", str(files.REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
                          text=True).stdout.strip()
-    monkeypatch.setenv("POSEREG_GIT_COMMIT", "c" * 40)
-    if sha:  # a checkout with .git: git wins over the variable
+    monkeypatch.delenv("POSEREG_GIT_COMMIT", raising=False)
+    if sha:
         assert files.git_commit().split("+")[0] == sha
-    monkeypatch.setattr(files, "REPO_ROOT", tmp_path)  # a copy without .git, as on a lent GPU machine
+    monkeypatch.setenv("POSEREG_GIT_COMMIT", "c" * 40)  # a launcher's statement wins over a copied .git
     assert files.git_commit() == "c" * 40
     monkeypatch.delenv("POSEREG_GIT_COMMIT")
+    monkeypatch.setattr(files, "REPO_ROOT", tmp_path)  # a copy without .git
     assert files.git_commit() is None

@@ -23,7 +23,12 @@ def now() -> str:
 
 
 def git_commit() -> str | None:
-    """Commit hash of the posereg checkout, with '+dirty' when it has local changes; else $POSEREG_GIT_COMMIT."""
+    """$POSEREG_GIT_COMMIT when set, else the checkout's commit hash, with '+dirty' when it has local changes."""
+    # a launcher that copies the checkout elsewhere (scripts/gpu_grids.sh on a lent GPU machine) knows the commit
+    # better than the copy: there .git was missing, or was an older snapshot than the files beside it
+    stated = os.environ.get("POSEREG_GIT_COMMIT")
+    if stated:
+        return stated
     try:
         sha = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
@@ -35,11 +40,8 @@ def git_commit() -> str | None:
             timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        sha = dirty = ""
-    if sha:
-        return sha + ("+dirty" if dirty else "")
-    # a copy of the checkout without .git (as on a lent GPU machine): the commit its launcher states
-    return os.environ.get("POSEREG_GIT_COMMIT") or None
+        return None
+    return (sha + ("+dirty" if dirty else "")) or None
 
 
 def set_aside(path: Path, why: str) -> Path:
