@@ -129,3 +129,15 @@ def test_git_commit_is_the_stated_one_else_the_checkouts(monkeypatch, tmp_path):
     monkeypatch.delenv("POSEREG_GIT_COMMIT")
     monkeypatch.setattr(files, "REPO_ROOT", tmp_path)  # a copy without .git
     assert files.git_commit() is None
+
+
+def test_is_held_tells_a_live_lock_from_a_leftover_file(tmp_path):
+    from posereg.runs.lock import RunLock, is_held
+
+    assert not is_held(tmp_path)  # no lock file
+    lock = RunLock(tmp_path, job=None, since="now")
+    lock.acquire()
+    assert is_held(tmp_path)
+    lock.release()
+    (tmp_path / ".lock").write_text('{"host": "h", "pid": 1}')  # what a SIGKILLed owner leaves
+    assert not is_held(tmp_path)

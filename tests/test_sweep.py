@@ -84,8 +84,11 @@ def test_grid_killed_midway_resumes_only_missing_cells(tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep: parent, Hydra process and any worker
+        os.killpg(proc.pid, signal.SIGKILL)  # posereg-sweep's group; its Hydra child (a group of its own) gets SIGTERM
         proc.wait()
+    locks_gone = time.time() + 120  # the Hydra child saves the running cell's last.ckpt, then exits
+    while time.time() < locks_gone and list(grid_dir.glob("*/.lock")):
+        time.sleep(0.2)
     before = statuses(grid_dir)
     done_before = {k for k, s in before.items() if s["status"] == "done"}
     assert len(done_before) == 2, before
@@ -141,6 +144,35 @@ def test_failing_cells_do_not_stop_the_grid_and_joblib_runs_cells_in_two_workers
     assert md.count("| failed |") == 2 and "## Failed runs" in md
     table = make_table([runs / "tiny_fail"])
     assert table.cells[("i1", "resnet10t", "val/pckh@0.5")].n == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_sigterm_to_a_joblib_sweep_interrupts_the_cells_in_its_workers(tmp_path: Path) -> None:
+    # the cells run in joblib's loky processes, children of the Hydra child: a SIGTERM forwarded to the child
+    # alone left them training, orphaned, holding their locks
+    template = write_template(tmp_path / "tiny_term.yaml", {"method": "i1,r1", "seed": "0"})
+    runs = tmp_path / "runs"
+    grid_dir = runs / "tiny_term"
+    proc = subprocess.Popen(sweep_cmd(template, runs, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                      "trainer.max_epochs=1000"),
+                            cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            st = statuses(grid_dir)
+            if len(st) == 2 and all((grid_dir / k / "checkpoints" / "last.ckpt").exists() for k in st):
+                break
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # posereg-sweep only, as `kill <pid>` does
+        err = proc.communicate(timeout=300)[1]
+    assert proc.returncode != 0
+    st = statuses(grid_dir)
+    assert [s["status"] for s in st.values()] == ["interrupted", "interrupted"], err[-3000:]
+    assert all(s["exit_code"] == 143 for s in st.values())
+    assert not list(grid_dir.glob("*/.lock"))  # no worker trains on: posereg-sweep waited for them
+    assert "2 interrupted" in err
 
 
 def test_cells_that_cannot_compose_are_marked_failed(tmp_path: Path) -> None:

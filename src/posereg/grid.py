@@ -7,11 +7,13 @@ Hydra multirun subprocess. posereg-sweep (`posereg.cli.sweep`) is the command li
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from posereg.report.build import write_manifest
 from posereg.report.template import Template, split_values
 from posereg.runs import RunDir, defines_run, register_resolvers, run_key
 from posereg.runs.launch import launch_token
+from posereg.runs.lock import is_held
 
 # Passed to every cell unless the user overrides them (they are not part of the run key).
 SWEEP_DEFAULTS = {"callbacks.progress_bar": "null"}
@@ -209,14 +212,33 @@ def write_failed_status(path: Path, plan: SweepPlan, cell: dict[str, str], error
     run.mark_finished("failed", error=error)
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when posereg-sweep dies, even by SIGKILL (Linux), so no cell trains on."""
+def _start_child() -> None:
+    """In the child: lead a process group of its own, and get SIGTERM when posereg-sweep dies (even by SIGKILL)."""
+    # the cells may run in the launcher's workers (joblib's loky processes, the child's children), which a
+    # signal to the child alone never reaches: posereg-sweep signals this whole group instead
+    os.setpgid(0, 0)
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
     except (OSError, AttributeError):
-        pass  # not Linux: the child still gets Ctrl-C through the process group
+        pass
+
+
+def _stop_after_cells(pgid: int, grid_dir: Path, timeout_s: float = 300.0) -> bool:
+    """Wait until no cell of the grid holds its lock (each saved last.ckpt), then end what is left of group `pgid`.
+
+    What is left are idle launcher processes (joblib's loky workers and resource tracker outlive the Hydra
+    process that started them). False when cells still held locks after `timeout_s` (they are left running).
+    """
+    deadline = time.monotonic() + timeout_s
+    while any(is_held(lock.parent) for lock in grid_dir.glob("*/.lock")):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    return True
 
 
 def grid_outcome(plan: SweepPlan) -> dict[str, int]:
@@ -232,8 +254,8 @@ def grid_outcome(plan: SweepPlan) -> dict[str, int]:
 def launch(plan: SweepPlan, cwd: Path | None = None) -> int:
     """Run the grid as a Hydra multirun subprocess; non-zero when a cell did not finish.
 
-    SIGTERM is forwarded to the child, Ctrl-C reaches it through the process group, and the child gets
-    SIGTERM when posereg-sweep dies (so it checkpoints instead of training on under PID 1).
+    SIGTERM and Ctrl-C are forwarded to the child's process group, launcher workers included, and waited for;
+    the child gets SIGTERM when posereg-sweep dies (so it checkpoints instead of training on under PID 1).
     """
     for path in isolate_bad_cells(plan):
         print(f"posereg-sweep: cell cannot be composed, marked failed: {path}", file=sys.stderr)
@@ -241,19 +263,21 @@ def launch(plan: SweepPlan, cwd: Path | None = None) -> int:
     if not all(len(v) > len(plan.dropped.get(k, [])) for k, v in plan.grid.items()):
         return 1
     env = {**os.environ, "POSEREG_SWEEP_CELLS": str(plan.num_cells)}
-    proc = subprocess.Popen(plan.command(), cwd=cwd, env=env, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(plan.command(), cwd=cwd, env=env, preexec_fn=_start_child)
+    signalled: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
-        proc.send_signal(signum)
+        if signum == signal.SIGINT:
+            print("posereg-sweep: interrupted; waiting for the running cells to save last.ckpt", file=sys.stderr)
+        signalled.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
 
-    def wait_for_child(_signum: int, _frame: object) -> None:
-        # Ctrl-C already reached the child (same process group): let it checkpoint, then report.
-        print("posereg-sweep: interrupted; waiting for the current cell to save last.ckpt", file=sys.stderr)
-
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
-                signal.SIGINT: signal.signal(signal.SIGINT, wait_for_child)}
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         rc = proc.wait()
+        if signalled and not _stop_after_cells(proc.pid, plan.grid_dir):
+            print(f"posereg-sweep: cells of {plan.grid_dir} still hold their locks after 300 s", file=sys.stderr)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

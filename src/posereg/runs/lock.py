@@ -93,3 +93,18 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def is_held(run_path: Path) -> bool:
+    """Whether a live process holds the lock of `run_path` (a leftover `.lock` of a dead owner is not held)."""
+    try:
+        fd = os.open(Path(run_path) / ".lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a shared lock taken just now
+    return False
