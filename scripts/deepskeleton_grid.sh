@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 runs=${POSEREG_RUNS_DIR:-runs}
 preset=${PRESET:-synth}
 seeds=${SEEDS:-0 1 2}
-widths=${WIDTHS:-1 2 3}  # stick widths in pixels of the finest map (16² on SynthPose, 56² on Human3.6M)
+widths=${WIDTHS:-1 2}  # stick widths in pixels of the finest map (16² on SynthPose, 56² on Human3.6M)
 source2d=${SOURCE:-gt}
 threads=${THREADS:-1}
 bin=.venv/bin

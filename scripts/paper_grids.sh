@@ -9,9 +9,10 @@ set -u
 cd "$(dirname "$0")/.."
 runs=${POSEREG_RUNS_DIR:-runs}
 templates=("$@")
-# the tables issue 18 requires first (cheapest first), then the optional ones
-[ ${#templates[@]} -gt 0 ] || templates=(integral_table4 luvizon_ablation integral_table1 integral_table2
-                                         integral_table7 sspnet_table5 integral_table8)
+# the committed reports' templates, T1 and T4 first (each at both of its budgets); DeepSkeleton's chain is
+# scripts/deepskeleton_grid.sh
+[ ${#templates[@]} -gt 0 ] || templates=(integral_table4 integral_table1 luvizon_ablation sspnet_table5
+                                         integral_table8 integral_table2 integral_table7)
 for t in "${templates[@]}"; do
   echo "== $t ($(date -u +%FT%TZ))"
   # two cells side by side with one torch thread each: on 2 cores that trains about twice as many steps per

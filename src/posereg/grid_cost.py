@@ -52,14 +52,15 @@ class CellCost:
 
 
 def epoch_images(cfg: DictConfig) -> tuple[int | None, str]:
-    """Training images per epoch: `data.epoch_length`, else the training set's size (read only when
-    `data.root` is there); (None, why) when it cannot be known."""
+    """Training images per epoch: `data.epoch_length` (else the training set's size, read only when `data.root`
+    is there) times `budget_scale`; (None, why) when it cannot be known."""
+    scale = int(cfg.get("budget_scale", 1))
     if cfg.data.get("epoch_length"):
-        return int(cfg.data.epoch_length), ""
+        return int(cfg.data.epoch_length) * scale, ""
     from posereg.data import build_datamodule
 
     try:
-        return sum(len(d) for d in build_datamodule(cfg).datasets("train")), ""
+        return sum(len(d) for d in build_datamodule(cfg).datasets("train")) * scale, ""
     except (ConfigError, DataError, OSError) as err:
         return None, f"epoch = the training set, unreadable here ({str(err).splitlines()[0][:80]})"
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from posereg.cli.common import build_trainer, check_run_settings, load_init_weights, resolve_auto_cut
 from posereg.config import instantiate_group
 from posereg.console import console, network_backbone, print_metrics, print_run_summary
+from posereg.devices import device_model
 from posereg.jsonio import to_jsonable
 from posereg.loggers import AppendingCSVLogger
 from posereg.nets.complexity import model_complexity
@@ -95,7 +96,8 @@ def collect_metrics(cfg: DictConfig, trainer: pl.Trainer, session: RunSession, m
             "backbone": network_backbone(cfg), "input_size": data.input_size,
             "batch_size": data.batch_size, "epochs": trainer.current_epoch, "steps": trainer.global_step,
             "seed": int(cfg.seed), "device": f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '')}"
-            f" x{trainer.world_size}", "precision": str(trainer.precision),
+            f" x{trainer.world_size}", "device_model": device_model(trainer.strategy.root_device), "precision": str(trainer.precision),
+            "torch_threads": torch.get_num_threads(), "budget_scale": int(cfg.get("budget_scale", 1)),
         },
         "extras": to_jsonable(getattr(module, "final_extras", {}) or {}),
     }

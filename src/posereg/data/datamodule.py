@@ -70,11 +70,12 @@ def _ratios(sources: dict[str, Any], ratios: Any) -> dict[str, float]:
 class PoseDataModule(L.LightningDataModule):
     """Builds the configured sources per split and serves them (see docs/architecture.md)."""
 
-    def __init__(self, data_cfg: Any, seed: int = 0) -> None:
+    def __init__(self, data_cfg: Any, seed: int = 0, budget_scale: int = 1) -> None:
         super().__init__()
         cfg = _plain(data_cfg)
         self.cfg = cfg
         self.seed = int(seed)
+        self.budget_scale = require_int(budget_scale, "budget_scale", 1)
         self.joint_set = get_joint_set(cfg.get("joint_set")).name
         self.input_size = _input_size(cfg.get("input_size"))
         sources = cfg.get("sources") or {}
@@ -157,7 +158,7 @@ class PoseDataModule(L.LightningDataModule):
         ds = self.datasets("train")
         counts = [c for n, c in zip(self.sources, self.counts, strict=True) if self.ratios[n] > 0]
         total = int(self.epoch_length) if self.epoch_length else sum(len(d) for d in ds)
-        num_batches = max(1, total // self.batch_size)
+        num_batches = max(1, total * self.budget_scale // self.batch_size)
         rank, world = _rank_world()
         return MixedSourceBatchSampler([len(d) for d in ds], counts, num_batches, self.seed,
                                        [bool(getattr(d, "procedural", False)) for d in ds], rank, world)
@@ -211,11 +212,12 @@ def _rank_world() -> tuple[int, int]:
 
 
 def build_datamodule(cfg: Any) -> PoseDataModule:
-    """The data module of a composed config (reads cfg.data and cfg.seed); validates before building data."""
+    """The data module of a composed config (reads cfg.data, cfg.seed and cfg.budget_scale); validates before
+    building data."""
     if "data" not in cfg:
         raise ConfigError("config has no 'data' group: pass data=synth2d (or another conf/data/*.yaml)")
     seed = cfg.get("seed", 0)
-    return PoseDataModule(cfg.data, 0 if seed is None else int(seed))
+    return PoseDataModule(cfg.data, 0 if seed is None else int(seed), cfg.get("budget_scale", 1))
 
 
 def data_info(cfg: Any) -> DataInfo:
