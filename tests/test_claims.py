@@ -90,7 +90,7 @@ def test_clear_effect_is_reproduced_with_a_paired_interval(tmp_path: Path) -> No
     assert pair.verdict == REPRODUCED and table.claims[0].verdict == REPRODUCED
     md = build_report([grid], parse_template(two_rows([I1_BEATS_H1])), plots=False).files["md"].read_text()
     assert "| I1 beats H1 [I1 − H1] | AUC | +5.0 ± 0.2 | 3 | paired t | – | reproduced |" in md
-    assert "- Claims: 1 of 1 claims reproduced, 0 inconclusive, 0 contradicted." in md
+    assert "- Claims: direction: 1 of 1 claim reproduced, 0 inconclusive, 0 contradicted." in md
 
 
 def test_reversed_effect_is_contradicted(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_fewer_than_three_seeds_give_no_verdict(tmp_path: Path) -> None:
     table = make_table([grid], parse_template(two_rows([I1_BEATS_H1], seeds="0,1")))
     pair = only_pair(table)
     assert pair.ours == pytest.approx(10.0) and pair.low is None and pair.verdict == FEW_SEEDS
-    assert summary_line(table.claims) == ("0 of 1 claims reproduced, 0 inconclusive, 0 contradicted, "
+    assert summary_line(table.claims) == ("direction: 0 of 1 claim reproduced, 0 inconclusive, 0 contradicted, "
                                           "1 without a verdict (fewer than 3 seeds)")
 
 
@@ -139,10 +139,13 @@ def test_lower_is_better_and_reduction_pct(tmp_path: Path) -> None:
              "paper": 13.2}
     pair = only_pair(make_table([grid], parse_template(two_rows([claim]))))
     assert pair.pair.expect == -1  # a positive reduction means a < b
-    half = T975_DF2 * 4.0 / math.sqrt(3)  # sd of (-20, -24, -16) is 4
-    assert pair.ours == pytest.approx(20.0)  # 100 * 20 / mean(H1) = 100 * 20 / 100
-    assert (pair.low, pair.high) == (pytest.approx(20.0 - half), pytest.approx(20.0 + half))
-    assert pair.verdict == REPRODUCED
+    ratios = [20.0, 100 * 24 / 110, 100 * 16 / 90]  # per-seed 100 (H1 - I1) / H1: the denominator varies too
+    mean, sd = sum(ratios) / 3, math.sqrt(sum((r - sum(ratios) / 3) ** 2 for r in ratios) / 2)
+    half = T975_DF2 * sd / math.sqrt(3)
+    assert pair.test == "paired t of per-seed ratios"
+    assert pair.ours == pytest.approx(mean)
+    assert (pair.low, pair.high) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert pair.verdict == REPRODUCED and pair.magnitude == "larger than the paper"  # 13.2 < [14.8, 24.9]
     better = {"label": "I1 beats H1", "a": "I1", "b": "H1", "metric": "val/mpjpe", "expect": "a better"}
     assert only_pair(make_table([grid], parse_template(two_rows([better])))).verdict == REPRODUCED
 

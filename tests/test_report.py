@@ -17,7 +17,7 @@ from posereg.cli.report import main as report_main
 from posereg.errors import ConfigError
 from posereg.report.build import build_report, make_table, write_manifest
 from posereg.report.claims import FEW_SEEDS
-from posereg.report.collect import collect, read_csv_metrics
+from posereg.report.collect import read_csv_metrics
 from posereg.report.paper import lookup, resolve
 from posereg.report.table import build_table
 from posereg.report.template import list_templates, load_template, parse_template
@@ -87,7 +87,7 @@ def toy_grid(tmp_path: Path) -> Path:
 
 
 def test_table_means_stds_and_paper_deltas(toy_grid: Path) -> None:
-    table = build_table(parse_template(TEMPLATE), collect([toy_grid]), fixed={"data": "synth2d"})
+    table = make_table([toy_grid], parse_template(TEMPLATE))
     h1_auc = table.cells[("h1", "", "val/auc")]
     assert h1_auc.mean == 52.0 and h1_auc.std == pytest.approx(math.sqrt(8.0))
     assert table.cells[("h1", "", "val/pckh@0.5")].std == pytest.approx(math.sqrt(2.0))
@@ -110,8 +110,8 @@ def test_markdown_is_exact(toy_grid: Path) -> None:
         "| I1 | 81.0 (1/2) | 60.0 (1/2) | 49.6 | +10.4 |",
     ])
     assert expected in md
-    assert "| I1 beats H1 [I1 − H1] | AUC | +8.0 | 1/2 |  | +5.4 | n < 3 seeds: no verdict |" in md
-    assert "- Claims: 0 of 1 claims reproduced, 0 inconclusive, 0 contradicted, 1 without a verdict" in md
+    assert "| I1 beats H1 [I1 − H1] ↑ | AUC | +8.0 | 1/2 |  | +5.4 | n < 3 seeds: no verdict | – |" in md
+    assert "- Claims: direction: 0 of 1 claim reproduced, 0 inconclusive, 0 contradicted, 1 without a verdict" in md
     assert "**PARTIAL: 3/4 runs done (1 failed)**" in md
     assert "ConfigError: method.head.num_deconv=9 is impossible" in md  # failed cell reported with its error
 
@@ -147,7 +147,7 @@ def test_html_is_self_contained_with_plots(toy_grid: Path) -> None:
     report = build_report([toy_grid], parse_template(TEMPLATE))
     parser = _Images()
     parser.feed(report.files["html"].read_text())
-    assert parser.tables == 3  # results, claims, failed runs
+    assert parser.tables == 4  # results, claims, convergence (H1's runs have curves), failed runs
     assert len(parser.srcs) == 2  # PCKh curves + validation curves (no numeric axis -> no trend)
     for src in parser.srcs:
         assert src.startswith("data:image/png;base64,")
@@ -283,7 +283,7 @@ def test_grid_folder_counts_the_cells_of_earlier_sweep_calls(toy_grid: Path) -> 
     (foreign,) = table.foreign
     assert foreign.reason == "outside the grid: method=r1"
     md = build_report([toy_grid], parse_template(TEMPLATE), plots=False).files["md"].read_text()
-    assert (f"- Runs under {toy_grid}: 6 (done 4 · running 1 · interrupted 0 · failed 1 · pending 0); 1 foreign "
+    assert ("- Runs in the folder: 6 (done 4 · running 1 · interrupted 0 · failed 1 · pending 0); 1 foreign "
             "(not cells of this grid, listed below).") in md
     assert "| data=synth2d,method=r1,seed=0 | done | outside the grid: method=r1 |" in md
 

@@ -3,6 +3,7 @@
     posereg-report runs/integral_table1              # every run under the folder, in the template's table
     posereg-report runs/integral_table1 --per-joint  # only print PCKh per part / MPJPE per joint
     posereg-report --compare runs/a runs/b           # two grids side by side
+    posereg-report --from docs/results/integral_table1/runs.csv   # rebuild a report from its per-run data
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="posereg-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", help="grid dir(s), run dir(s) or glob(s), e.g. runs/integral_table1")
+    p.add_argument("--from", dest="runs_csv", metavar="RUNS_CSV",
+                   help="rebuild from a runs.csv (one row per run, written beside every report) instead of run dirs")
     p.add_argument("--template", "-t", help="multirun template name or YAML (default: from the grid's sweep.yaml)")
     p.add_argument("--out", "-o", help="output folder (default: <grid dir>/report)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two grids or runs side by side")
@@ -43,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out) if args.out else Path(a_path) / "compare"
             files = render_compare(a, b, Path(a_path).name, Path(b_path).name, out)
             print(Path(files["md"]).read_text())
-        elif not args.paths:
-            raise ConfigError("posereg-report: give a grid dir, e.g. `posereg-report runs/integral_table1`")
+        elif not args.paths and not args.runs_csv:
+            raise ConfigError("posereg-report: give a grid dir, e.g. `posereg-report runs/integral_table1`, or "
+                              "--from <runs.csv>")
+        elif args.paths and args.runs_csv:
+            raise ConfigError("posereg-report: give run directories or --from <runs.csv>, not both")
         elif args.to_tensorboard:
             from posereg.loggers import csv_to_tensorboard
             from posereg.report.collect import expand, find_run_dirs
@@ -53,12 +59,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {csv_to_tensorboard(run)}")
             return 0
         elif args.per_joint:
-            table = make_table(args.paths, args.template)
+            table = make_table(args.paths, args.template, runs_csv=args.runs_csv)
             lines = breakdown_md(table)
             print("\n".join(lines) if lines else "no per-part or per-joint values in these runs' metrics.json")
             return 0
         else:
-            report = build_report(args.paths, args.template, args.out, plots=not args.no_plots)
+            report = build_report(args.paths, args.template, args.out, plots=not args.no_plots,
+                                  runs_csv=args.runs_csv)
             files = report.files
             print(report.files["md"].read_text())
     except (ConfigError, DataError) as e:

@@ -96,8 +96,9 @@ def collect_metrics(cfg: DictConfig, trainer: pl.Trainer, session: RunSession, m
             "backbone": network_backbone(cfg), "input_size": data.input_size,
             "batch_size": data.batch_size, "epochs": trainer.current_epoch, "steps": trainer.global_step,
             "seed": int(cfg.seed), "device": f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '')}"
-            f" x{trainer.world_size}", "device_model": device_model(trainer.strategy.root_device), "precision": str(trainer.precision),
-            "torch_threads": torch.get_num_threads(), "budget_scale": int(cfg.get("budget_scale", 1)),
+            f" x{trainer.world_size}", "device_model": device_model(trainer.strategy.root_device),
+            "precision": str(trainer.precision), "torch_threads": torch.get_num_threads(),
+            "budget_scale": int(cfg.get("budget_scale", 1)),
         },
         "extras": to_jsonable(getattr(module, "final_extras", {}) or {}),
     }

@@ -14,10 +14,14 @@ from posereg.report.paper import resolve
 if TYPE_CHECKING:
     from posereg.report.template import Template
 
-KINDS = ("difference", "reduction_pct")
+KINDS = ("difference", "reduction_pct", "equivalence")
 EXPECTS = ("a > b", "a < b", "a better", "a worse")
 EACH = ("rows", "columns")
-KEYS = {"label", "a", "b", "pairs", "each", "metric", "metrics", "paper", "expect", "kind", "mode"}
+# when the paper's value can be set against ours: `relative` (a % claim, dataset-free), `protocol` (only on runs
+# that follow the paper's data and protocol), `none` (never); default: relative for reduction_pct, else protocol
+MAGNITUDES = ("relative", "protocol", "none")
+KEYS = {"label", "a", "b", "pairs", "each", "metric", "metrics", "paper", "expect", "kind", "mode", "margin",
+        "magnitude"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,13 @@ class Claim:
     pairs: list[ClaimPair]
     kind: str = "difference"
     expect: str = ""
+    margin: float | None = None
+    magnitude: str = "protocol"
+
+    @property
+    def is_equivalence(self) -> bool:
+        """True for a claim of smallness ("by 0.5 only", "comparable"): a TOST against `margin`."""
+        return self.kind == "equivalence"
 
     @property
     def is_group(self) -> bool:
@@ -159,6 +170,10 @@ def _from_paper_cells(t: Template, metric: str, kind: str, a: Term, b: Term) -> 
 
 
 def _expect(text: Any, higher_is_better: bool, paper: float | None, kind: str, name: str) -> int:
+    if kind == "equivalence":
+        if text is not None:
+            raise ConfigError(f"{name}: an equivalence claim states a margin, not `expect`")
+        return 1 if paper is None or paper >= 0 else -1
     if text is None:
         if not paper:
             raise ConfigError(f"{name}: give `expect` ({' | '.join(EXPECTS)}) or a non-zero paper difference")
@@ -203,6 +218,10 @@ def _parse_claim(c: dict, t: Template, where: str) -> Claim | None:
     kind = str(c.get("kind", "difference"))
     if kind not in KINDS:
         raise ConfigError(f"{name}: kind must be one of {KINDS}, got {kind!r}")
+    margin = _margin(c, kind, name)
+    magnitude = str(c.get("magnitude", "relative" if kind == "reduction_pct" else "protocol"))
+    if magnitude not in MAGNITUDES:
+        raise ConfigError(f"{name}: magnitude must be one of {MAGNITUDES}, got {magnitude!r}")
     each = c.get("each")
     if each not in (None, *EACH) or (each == "columns" and t.columns is None):
         raise ConfigError(f"{name}: each must be `rows` or `columns` (a table with columns), got {each!r}")
@@ -237,7 +256,21 @@ def _parse_claim(c: dict, t: Template, where: str) -> Claim | None:
                                        paper_source=source if paper is not None else "",
                                        expect=_expect(c.get("expect"), spec.higher_is_better, paper, kind, name),
                                        label=", ".join(x for x in text if x)))
-    return Claim(label=str(c["label"]), pairs=pairs, kind=kind, expect=str(c.get("expect") or ""))
+    return Claim(label=str(c["label"]), pairs=pairs, kind=kind, expect=str(c.get("expect") or ""), margin=margin,
+                 magnitude=magnitude)
+
+
+def _margin(c: dict, kind: str, name: str) -> float | None:
+    """The equivalence margin (> 0, in the metric's units) of an equivalence claim; refused on other kinds."""
+    if kind != "equivalence":
+        if "margin" in c:
+            raise ConfigError(f"{name}: `margin` belongs to `kind: equivalence` claims")
+        return None
+    margin = c.get("margin")
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin > 0:
+        raise ConfigError(f"{name}: an equivalence claim needs `margin`: a positive number in the metric's units "
+                          f"(the largest |a - b| that still counts as comparable), got {margin!r}")
+    return float(margin)
 
 
 def parse_claims(raw: Any, t: Template, where: str) -> list[Claim]:

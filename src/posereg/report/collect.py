@@ -34,6 +34,8 @@ class RunRecord:
     git_commit: str | None = None
     duration_s: float | None = None
     experiment: str | None = None
+    # validation curves by metric name when they came with the record (runs.csv); None: read csv/metrics.csv
+    curves: dict[str, list[Any]] | None = None
 
     @property
     def seed(self) -> str | None:

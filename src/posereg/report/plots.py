@@ -9,8 +9,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from posereg.report.collect import read_csv_metrics
-from posereg.report.table import Table
+from posereg.report.curves import run_curve
+from posereg.report.table import Table, convergence_metric
 
 CURVE_MAX_THRESHOLD = 0.5
 
@@ -56,24 +56,10 @@ def pckh_curves(table: Table, section: str = "val", name: str = "pckh_curve") ->
     return _png(fig)
 
 
-def curve_metric(table: Table) -> str | None:
-    """Metric for the validation curves: plots.val_curve, else the first val/ metric of the table."""
-    chosen = table.template.plots.get("val_curve")
-    if chosen:
-        return str(chosen)
-    for m in table.metrics:
-        if m.name.startswith("val/"):
-            return m.name
-    for runs in table.records.values():
-        for r in runs:
-            if r.metrics.get("monitor"):
-                return str(r.metrics["monitor"])
-    return None
-
-
 def val_curves(table: Table, metric: str | None = None) -> bytes | None:
-    """Per cell, the validation metric against epoch from csv/metrics.csv (mean over seeds per epoch)."""
-    metric = metric or curve_metric(table)
+    """Per cell, the validation metric against epoch (mean over seeds per epoch): the convergence metric."""
+    chosen = convergence_metric(table)
+    metric = metric or (chosen[0] if chosen else None)
     if metric is None:
         return None
     fig = Figure(figsize=(6, 4.2))
@@ -87,8 +73,8 @@ def val_curves(table: Table, metric: str | None = None) -> bytes | None:
         seen_runs.add(key)
         by_epoch: dict[float, list[float]] = {}
         for r in runs:
-            for epoch, value in read_csv_metrics(r.path, [metric]).get(metric, []):
-                by_epoch.setdefault(epoch, []).append(value)
+            for point in run_curve(r, metric):
+                by_epoch.setdefault(point.epoch, []).append(point.value)
         if not by_epoch:
             continue
         xs = sorted(by_epoch)

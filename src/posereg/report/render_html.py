@@ -9,13 +9,14 @@ from posereg.report.breakdown import breakdowns
 from posereg.report.claims import CONTRADICTED, REPRODUCED
 from posereg.report.table import Table
 from posereg.report.wide import (
-    CLAIM_HEADER,
     CLAIM_LEGEND,
+    claim_header,
     claim_rows,
     failed_rows,
     foreign_rows,
     legend,
     report_header,
+    sections,
     status_summary,
     wide,
 )
@@ -47,8 +48,8 @@ def _rows_html(header: list[str], rows: list[list[str]], groups: list[tuple[str,
             cls = ""
             if c == "failed":
                 cls = ' class="failed"'
-            elif c in (REPRODUCED, CONTRADICTED):
-                cls = f' class="{c}"'
+            elif c.split(" · ")[0] in (REPRODUCED, CONTRADICTED):
+                cls = f' class="{c.split(" · ")[0]}"'
             elif i and header[i] == "Δ":
                 cls = ' class="delta"'
             elif i and " paper" in header[i]:
@@ -82,8 +83,11 @@ def render_html(table: Table, images: dict[str, bytes] | None = None) -> str:
     parts.append(_rows_html([c.header for c in columns], body, groups))
     parts.append(f"<p>{escape(legend(table))}</p>")
     if table.claims:
-        parts.append("<h2>Paper claims</h2>" + _rows_html(CLAIM_HEADER, claim_rows(table)))
+        parts.append("<h2>Paper claims</h2>" + _rows_html(claim_header(table), claim_rows(table)))
         parts.append(f"<p>{escape(CLAIM_LEGEND)}</p>")
+    for section in sections(table):
+        parts.append(f"<h2>{escape(section.title)}</h2>" + _rows_html(section.header, section.rows))
+        parts += [f"<p>{escape(section.text)}</p>"] if section.text else []
     tables = breakdowns(table)
     if tables:
         parts.append("<h2>Per part and per joint</h2><p>Mean over the done runs of each cell.</p>")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from posereg.report.breakdown import breakdowns
 from posereg.report.table import Table
 from posereg.report.wide import (
-    CLAIM_HEADER,
     CLAIM_LEGEND,
+    claim_header,
     claim_rows,
     failed_rows,
     foreign_rows,
     legend,
     report_header,
+    sections,
     status_summary,
     wide,
 )
@@ -50,7 +51,10 @@ def render_md(table: Table, images: dict[str, str] | None = None) -> str:
     lines += md_table(header, body) + [""]
     lines += [legend(table), ""]
     if table.claims:
-        lines += ["## Paper claims", ""] + md_table(CLAIM_HEADER, claim_rows(table)) + ["", CLAIM_LEGEND, ""]
+        lines += ["## Paper claims", ""] + md_table(claim_header(table), claim_rows(table)) + ["", CLAIM_LEGEND, ""]
+    for section in sections(table):
+        lines += [f"## {section.title}", ""] + md_table(section.header, section.rows) + [""]
+        lines += [section.text, ""] if section.text else []
     per_part = breakdown_md(table)
     if per_part:
         lines += ["## Per part and per joint", "", "Mean over the done runs of each cell.", ""] + per_part

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from posereg.report.breakdown import breakdowns
 from posereg.report.table import Table
-from posereg.report.wide import CLAIM_HEADER, claim_rows, claims_summary, legend, report_header, wide
+from posereg.report.wide import claim_header, claim_rows, claims_summary, legend, report_header, sections, wide
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
 _TEXT = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": "-", "–": "--", "→": r"$\to$", "↳": r"$\hookrightarrow$",
-         "†": r"$\dagger$", "·": r"$\cdot$", "²": r"$^2$", "³": r"$^3$", "<": r"$<$",
-         ">": r"$>$"}
+         "†": r"$\dagger$", "↑": r"$\uparrow$", "×": r"$\times$", "·": r"$\cdot$", "²": r"$^2$", "³": r"$^3$",
+         "<": r"$<$", ">": r"$>$"}
 
 
 def tex_escape(text: str) -> str:
@@ -57,8 +57,13 @@ def render_tex(table: Table) -> str:
     caption = f"{table.template.title}. {table.status_line()}. {legend(table)}"
     lines += _float(_tabular(groups, [c.header for c in columns], body), caption)[1:]
     if table.claims:
-        lines += _float(_tabular(None, CLAIM_HEADER, claim_rows(table), "p{0.34\\linewidth}lrrllp{0.14\\linewidth}"),
+        header = claim_header(table)
+        align = "p{0.3\\linewidth}lrrllp{0.12\\linewidth}l" + "p{0.2\\linewidth}" * (len(header) - 8)
+        lines += _float(_tabular(None, header, claim_rows(table), align),
                         f"Paper claims checked on our numbers. {claims_summary(table)}")
+    for section in sections(table):
+        lines += _float(_tabular(None, section.header, section.rows, "l" + "r" * (len(section.header) - 1)),
+                        f"{section.title}. {section.text}".strip())
     for b in breakdowns(table):
         lines += _float(_tabular(None, ["", *b.columns], b.text_rows()), b.title)
     return "\n".join(lines) + "\n"

@@ -42,9 +42,9 @@ def _summary(values: list[Any]) -> str:
 
 
 def runs_line(table: Table) -> str:
-    """`Runs under runs/x: 30 (done 25 · failed 1 · ...); 3 foreign (not cells of this grid, listed below)`."""
+    """`Runs in the folder: 30 (done 25 · failed 1 · ...); 3 foreign (not cells of this grid, listed below)`."""
     counts = status_counts(table.all_records)
-    text = f"Runs under {table.source or 'the folder'}: {len(table.all_records)} (" + " · ".join(
+    text = f"Runs in the folder: {len(table.all_records)} (" + " · ".join(
         f"{s} {counts.get(s, 0)}" for s in STATUSES) + ")"
     by_experiment = Counter(r.experiment or "?" for r in table.all_records)
     if len(by_experiment) > 1:

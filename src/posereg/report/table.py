@@ -6,17 +6,15 @@ import math
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from posereg.errors import ConfigError
 from posereg.report.collect import RunRecord, status_counts
+from posereg.report.curves import Convergence, cell_convergence
 from posereg.report.members import DEFAULT, Foreign, axis_value, split_members
 from posereg.report.paper import resolve
 from posereg.report.protocol import Protocol, check_protocol
 from posereg.report.template import Dim, MetricSpec, Template
-
-if TYPE_CHECKING:
-    from posereg.report.claims import ClaimResult
 
 SEED_KEYS = ("seed",)
 UNKNOWN_COMMIT = "unknown"
@@ -67,8 +65,13 @@ class Table:
     all_records: list[RunRecord] = field(default_factory=list)
     foreign: list[Foreign] = field(default_factory=list)
     protocol: Protocol = field(default_factory=Protocol)
-    claims: list[ClaimResult] = field(default_factory=list)
-    source: str = ""
+    claims: list[Any] = field(default_factory=list)  # posereg.report.claims.ClaimResult, filled by the builder
+    grid: dict[str, list[str]] = field(default_factory=dict)
+    fixed: dict[str, str] = field(default_factory=dict)
+    convergence: dict[tuple[str, str], Convergence] = field(default_factory=dict)
+    # the training budget these runs share (`2304 steps`), and the same grid at its other budgets
+    budget: str = ""
+    others: list[Table] = field(default_factory=list)
 
     @property
     def metrics(self) -> list[MetricSpec]:
@@ -140,6 +143,15 @@ class Table:
     def mixed_commits(self) -> bool:
         """True when the done runs come from more than one commit."""
         return len(self.commit_counts()) > 1
+
+    def is_rising(self, row_label: str, col_label: str) -> bool:
+        """True when the cell's runs were still improving at the end of training (posereg.report.curves)."""
+        for rk in self.row_keys:
+            for ck in self.col_keys:
+                if self.row_label(rk) == row_label and self.col_label(ck) == col_label:
+                    conv = self.convergence.get((rk, ck))
+                    return bool(conv and conv.rising)
+        return False
 
     def is_marked(self, cell: Cell) -> bool:
         """True for a cell with runs from a commit other than the grid's most common one, or from several."""
@@ -237,12 +249,10 @@ def build_table(
     grid: dict[str, list[str]] | None = None,
     fixed: dict[str, str] | None = None,
     experiment: str | None = None,
-    source: str = "",
 ) -> Table:
     """Aggregate runs into the template's layout over `grid` (default: the template's); every other run
-    under the folder is kept as a foreign run with the reason."""
-    from posereg.report.claims import evaluate_claims
-
+    under the folder is kept as a foreign run with the reason. Claims are evaluated by the caller
+    (posereg.report.build)."""
     grid = dict(grid if grid is not None else template.grid)
     if not grid:
         grid = infer_grid(records)
@@ -278,10 +288,47 @@ def build_table(
         all_records=list(records),
         foreign=foreign,
         protocol=check_protocol(template, members),
-        source=source,
+        grid=grid,
+        fixed=dict(fixed or {}),
     )
-    table.claims = evaluate_claims(table)
+    table.convergence = _convergence(table)
     return table
+
+
+def convergence_metric(table: Table) -> tuple[str, bool] | None:
+    """The validation metric whose curve tells convergence, and whether higher is better: `plots.val_curve`,
+    else the first val/ metric of the table, else the runs' monitor."""
+    chosen = table.template.plots.get("val_curve")
+    if not chosen:
+        chosen = next((m.name for m in table.metrics if m.name.startswith("val/")), None)
+    if not chosen:
+        chosen = next((r.metrics.get("monitor") for r in table.members if r.metrics.get("monitor")), None)
+    if not chosen:
+        return None
+    spec = next((m for m in table.metrics if m.name == chosen), None)
+    lower = any(s in str(chosen) for s in ("mpjpe", "loss", "error"))
+    return str(chosen), spec.higher_is_better if spec else not lower
+
+
+def _convergence(table: Table) -> dict[tuple[str, str], Convergence]:
+    """Per cell: the late gain of the convergence metric (per network output where the table's columns or rows
+    are outputs and the runs logged `<metric>@<output>`)."""
+    chosen = convergence_metric(table)
+    if chosen is None:
+        return {}
+    name, higher = chosen
+    out = {}
+    for (rk, ck), runs in table.records.items():
+        fields = {"metric": name}
+        if table.template.rows.is_outputs:
+            fields["row"] = rk
+        if table.template.columns is not None and table.template.columns.is_outputs:
+            fields["col"] = ck
+        per_output = table.template.metric_name.format(**fields) if len(fields) > 1 else name
+        conv = cell_convergence(runs, per_output, higher)  # an output a run lacks has no curve: no entry
+        if conv is not None:
+            out[(rk, ck)] = conv
+    return out
 
 
 def infer_grid(records: list[RunRecord]) -> dict[str, list[str]]:

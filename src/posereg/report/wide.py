@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from posereg.report.claim_spec import Claim
 from posereg.report.claims import PairResult, summary_line
+from posereg.report.curves import RISING_RULE
 from posereg.report.runinfo import header_lines
+from posereg.report.stats import Estimate
 from posereg.report.table import MIXED_MARK, Table, format_cell, format_number
 
 
@@ -18,14 +21,30 @@ class Column:
     header: str
 
 
-CLAIM_HEADER = ["claim", "metric", "ours ± 95 % CI", "n seeds", "test", "paper", "verdict"]
+RISING_MARK = "↑"
 CLAIM_LEGEND = (
-    "Claims: ours = mean over seeds of a − b (reduction: 100 (b − a) / b) ± the half-width of its 95 % t interval: "
-    "paired t over the seeds both cells share, Welch t when the seeds differ. reproduced / contradicted: the "
-    "interval excludes 0 with the paper's (expected) sign / the other sign; inconclusive: it includes 0. A group "
-    "claim (↳ lines) is reproduced only if every pair is. paper: the paper's stated difference, or computed from "
-    "its table cells."
+    "Claims: ours = mean over seeds of a − b ± the half-width of its 95 % t interval: paired t over the seeds both "
+    "cells share, Welch t when the seeds differ; a % reduction 100 (b − a) / b uses the per-seed ratios (paired) "
+    "or the delta method (Welch df), so the denominator's seed variance is in its interval. direction: reproduced / "
+    "contradicted when the interval excludes 0 with the paper's (expected) sign / the other sign, inconclusive when "
+    "it includes 0; a group claim (↳ lines) is reproduced only if every pair is, contradicted if a pair is after "
+    "Holm's correction over the group. Equivalence claims (a small difference: \"by 0.5 only\", \"comparable\"): two "
+    "one-sided tests, 90 % interval inside ± the stated margin = reproduced, wholly beyond it = contradicted. "
+    "magnitude: consistent when the paper's value lies inside our interval, else smaller / larger than the paper "
+    "(our effect in the claimed direction); not comparable when the paper's value is in another dataset's units "
+    f"(only % claims and runs on the paper's protocol are compared). {MIXED_MARK}: a cell from another git commit; "
+    f"{RISING_MARK}: a cell still rising at the end of training (see Convergence)."
 )
+
+
+@dataclass
+class Section:
+    """A titled table below the main one (convergence, verdicts per budget, results at another budget)."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    text: str = ""
 
 
 def row_title(table: Table) -> str:
@@ -75,21 +94,48 @@ def legend(table: Table) -> str:
     return text + "."
 
 
-def _ours(p: PairResult, decimals: int) -> str:
-    if p.ours is None:
+def _interval(est: Estimate | None, mean: float | None, low: float | None, high: float | None, decimals: int,
+              suffix: str = "") -> str:
+    if mean is None:
         return "–"
-    text = format_number(p.ours, decimals, sign=True)
-    if p.low is not None and p.high is not None:
-        text += f" ± {(p.high - p.low) / 2:.{decimals}f}"
+    text = format_number(mean, decimals, sign=True)
+    if low is not None and high is not None:
+        text += f" ± {(high - low) / 2:.{decimals}f}{suffix}"
     return text
 
 
-def _pair_row(table: Table, p: PairResult, kind: str, name: str) -> list[str]:
+def _ours(p: PairResult, decimals: int) -> str:
+    return _interval(p.estimate, p.ours, p.low, p.high, decimals, " (90 %)" if p.confidence != 0.95 else "")
+
+
+def _components(p: PairResult, decimals: int) -> str:
+    """`H1 (a) − H1 (b) +0.5 ± 1.6; I1 (a) − I1 (b) +10.8 ± 6.5` for a difference of differences."""
+    return "; ".join(f"{text} {_interval(est, est.mean, est.low, est.high, decimals)}" for text, est in p.components)
+
+
+def _has_components(table: Table) -> bool:
+    return any(p.components for r in table.claims for p in r.pairs)
+
+
+def claim_header(table: Table) -> list[str]:
+    """Columns of the claims table (a column for both sides of a difference of differences when one exists)."""
+    header = ["claim", "metric", "ours ± CI", "n seeds", "test", "paper", "direction", "magnitude"]
+    return header + (["each side (95 % CI)"] if _has_components(table) else [])
+
+
+def _verdict_text(verdict: str, sensitive: bool) -> str:
+    return f"{verdict} · budget-sensitive" if sensitive else verdict
+
+
+def _pair_row(table: Table, p: PairResult, claim: Claim, name: str, sensitive: bool) -> list[str]:
     spec = table.template.metric(p.pair.metric)
-    unit = " (% reduction)" if kind == "reduction_pct" else ""
-    mark = f" {MIXED_MARK}" if p.marked else ""
-    return [name + mark, spec.label + unit, _ours(p, spec.decimals), p.seeds_text, p.test,
-            format_number(p.pair.paper, spec.decimals, sign=True), p.verdict]
+    unit = " (% reduction)" if claim.kind == "reduction_pct" else ""
+    marks = (f" {MIXED_MARK}" if p.marked else "") + (f" {RISING_MARK}" if p.rising else "")
+    test = f"TOST ± {format_number(claim.margin, spec.decimals)}" if claim.is_equivalence and p.test else p.test
+    row = [name + marks, spec.label + unit, _ours(p, spec.decimals), p.seeds_text, test,
+           format_number(p.pair.paper, spec.decimals, sign=True), _verdict_text(p.verdict, sensitive),
+           p.magnitude or "–"]
+    return row + ([_components(p, spec.decimals)] if _has_components(table) else [])
 
 
 def claim_rows(table: Table) -> list[list[str]]:
@@ -98,13 +144,81 @@ def claim_rows(table: Table) -> list[list[str]]:
     for r in table.claims:
         c = r.claim
         if not c.is_group:
-            out.append(_pair_row(table, r.pairs[0], c.kind, f"{c.label} [{r.pairs[0].pair.text()}]"))
+            out.append(_pair_row(table, r.pairs[0], c, f"{c.label} [{r.pairs[0].pair.text()}]", r.budget_sensitive))
             continue
         metrics = list(dict.fromkeys(table.template.metric(p.pair.metric).label for p in r.pairs))
-        out.append([c.label, ", ".join(metrics), r.scope, "", "", "", r.verdict])
+        row = [c.label, ", ".join(metrics), r.scope, "", "TOST" if c.is_equivalence else "", "",
+               _verdict_text(r.verdict, r.budget_sensitive), ""]
+        out.append(row + ([""] if _has_components(table) else []))
         for p in r.pairs:
-            out.append(_pair_row(table, p, c.kind, f"↳ {p.pair.label}: {p.pair.text()}"))
+            out.append(_pair_row(table, p, c, f"↳ {p.pair.label}: {p.pair.text()}", False))
     return out
+
+
+def convergence_section(table: Table) -> Section | None:
+    """Per cell: the metric's final value and how much it still gained over the last quarter of the steps."""
+    if not table.convergence:
+        return None
+    rows = []
+    metric = ""
+    for rk in table.row_keys:
+        for ck in table.col_keys:
+            conv = table.convergence.get((rk, ck))
+            if conv is None:
+                continue
+            metric = conv.metric
+            gain = format_number(conv.gain, 2, sign=True) + (f" ± {conv.gain_std:.2f}" if conv.gain_std is not None
+                                                             else "")
+            cell = " | ".join(x for x in (table.row_label(rk), table.col_label(ck)) if x)
+            rows.append([cell, format_number(conv.final, 1), gain, f"{conv.steps:.0f}", str(conv.n),
+                         "still rising" if conv.rising else "flat"])
+    rising = sum(row[-1] == "still rising" for row in rows)
+    text = (f"{rising} of {len(rows)} cells still rising ({RISING_RULE}; mean ± std over seeds, validation "
+            f"metric {metric}).")
+    return Section("Convergence", ["cell", "final", "gain, last quarter", "steps", "n", ""], rows, text)
+
+
+def _budget_rows(table: Table) -> list[list[str]]:
+    budgets = [table, *table.others]
+    rows = []
+    for i, r in enumerate(table.claims):
+        spec = table.template.metric(r.pairs[0].pair.metric)
+        for j, p in enumerate(r.pairs):
+            name = r.label if not r.claim.is_group else f"↳ {p.pair.label}"
+            if r.claim.is_group and j == 0:
+                rows.append([r.label] + [x for t in budgets for x in ("", t.claims[i].verdict)]
+                            + ["yes" if r.budget_sensitive else "no"])
+            line = [name]
+            for t in budgets:
+                q = t.claims[i].pairs[j]
+                line += [_ours(q, spec.decimals), q.verdict]
+            changed = len({t.claims[i].pairs[j].verdict for t in budgets}) > 1
+            rows.append(line + ["yes" if changed else "no"])
+    return rows
+
+
+def budget_sections(table: Table) -> list[Section]:
+    """Every verdict at each budget the grid ran at, then the results table at the other budgets."""
+    if not table.others:
+        return []
+    header = ["claim"] + [x for t in (table, *table.others) for x in (f"ours, {t.budget}", f"verdict, {t.budget}")]
+    out = [Section("Verdicts at each budget", header + ["budget-sensitive"], _budget_rows(table),
+                   "A claim or pair whose verdict differs between budgets is budget-sensitive: at the shorter "
+                   "budget the verdict may describe how fast a method learns, not what it reaches.")]
+    for other in table.others:
+        columns, body = wide(other)
+        out.append(Section(f"Results at {other.budget}", [f"{c.group} {c.header}".strip() for c in columns], body,
+                           f"{other.status_line()}. {legend(other)}"))
+        conv = convergence_section(other)
+        if conv is not None:
+            out.append(Section(f"Convergence at {other.budget}", conv.header, conv.rows, conv.text))
+    return out
+
+
+def sections(table: Table) -> list[Section]:
+    """The tables below the claims, in order."""
+    conv = convergence_section(table)
+    return ([conv] if conv else []) + budget_sections(table)
 
 
 def claims_summary(table: Table) -> str:
@@ -116,7 +230,12 @@ def claims_summary(table: Table) -> str:
 def report_header(table: Table) -> list[str]:
     """The lines above the table: claims summary, runs, setup, code, time, protocol."""
     summary = claims_summary(table)
-    return ([summary] if summary else []) + header_lines(table)
+    lines = [summary] if summary else []
+    if table.others:
+        others = ", ".join(t.budget for t in table.others)
+        lines.append(f"Budget: the table and the claims above are at {table.budget}, the longest budget of the grid; "
+                     f"the same grid at {others} is below (Verdicts at each budget).")
+    return lines + header_lines(table)
 
 
 def foreign_rows(table: Table) -> list[list[str]]:
