@@ -253,9 +253,12 @@ def test_mixed_commits_are_flagged(tmp_path: Path) -> None:
     assert table.is_marked(table.cells[("i1", "", "val/auc")])
     md = build_report([grid], template, plots=False).files["md"].read_text()
     assert ("- WARNING: the done runs mix 2 git commits: 1111111 (5), 2222222+dirty (1); cells marked † hold runs "
-            "from a commit other than 1111111 (the most common) or from several.") in md
+            "from a commit other than 1111111 (the most common) or from several. WARNING: 1 of 6 done runs ran on "
+            "uncommitted code (+dirty): the repository does not hold the code that produced them; cells marked ‡.")\
+        in md
     assert "| H1 | 52.0 ± 2.0 | – (0/3) |" not in md
-    assert "| I1 | 57.0 ± 2.0 † | – |" in md
+    assert "| I1 | 57.0 ± 2.0 † ‡ | – |" in md
+    assert "| I1 | 1111111 (2), 2222222+dirty (1) | CPU x1 (3) | 32-true (3) | 3 |" in md  # provenance per cell
     assert "| I1 beats H1 [I1 − H1] † | AUC | +5.0 ± 0.2 | 3 | paired t | – | reproduced |" in md
 
 

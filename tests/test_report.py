@@ -147,7 +147,7 @@ def test_html_is_self_contained_with_plots(toy_grid: Path) -> None:
     report = build_report([toy_grid], parse_template(TEMPLATE))
     parser = _Images()
     parser.feed(report.files["html"].read_text())
-    assert parser.tables == 4  # results, claims, convergence (H1's runs have curves), failed runs
+    assert parser.tables == 5  # results, claims, convergence (H1 has curves), provenance, failed runs
     assert len(parser.srcs) == 2  # PCKh curves + validation curves (no numeric axis -> no trend)
     for src in parser.srcs:
         assert src.startswith("data:image/png;base64,")

@@ -7,11 +7,11 @@ from datetime import timezone
 from typing import Any
 
 from posereg.report.collect import STATUSES, RunRecord, status_counts
-from posereg.report.table import MIXED_MARK, UNKNOWN_COMMIT, Table
+from posereg.report.table import DIRTY, DIRTY_MARK, MIXED_MARK, UNKNOWN_COMMIT, Table
 
 SETUP_FIELDS = (("data", "data"), ("joint_set", "joint set"), ("backbone", "backbone"),
                 ("input_size", "input"), ("batch_size", "batch"), ("epochs", "epochs"), ("steps", "steps"),
-                ("device", "device"), ("precision", "precision"))
+                ("device", "device"), ("device_model", "device model"), ("precision", "precision"))
 SHORT_SHA = 7
 
 
@@ -80,10 +80,13 @@ def commit_line(table: Table) -> str:
     if list(counts) == [UNKNOWN_COMMIT]:
         return "Code: the done runs record no git commit (status.json git_commit)."
     listed = ", ".join(f"{short_commit(c)} ({n})" for c, n in counts.items())
+    dirty = sum(n for c, n in counts.items() if c.endswith(DIRTY))
+    warning = (f" WARNING: {dirty} of {sum(counts.values())} done runs ran on uncommitted code ({DIRTY}): the "
+               f"repository does not hold the code that produced them; cells marked {DIRTY_MARK}.") if dirty else ""
     if len(counts) == 1:
-        return f"Code: git {listed} for every done run."
+        return f"Code: git {listed} for every done run." + warning
     return (f"WARNING: the done runs mix {len(counts)} git commits: {listed}; cells marked {MIXED_MARK} hold runs "
-            f"from a commit other than {short_commit(next(iter(counts)))} (the most common) or from several.")
+            f"from a commit other than {short_commit(next(iter(counts)))} (the most common) or from several." + warning)
 
 
 def _hours(seconds: float) -> str:

@@ -19,6 +19,8 @@ from posereg.report.template import Dim, MetricSpec, Template
 SEED_KEYS = ("seed",)
 UNKNOWN_COMMIT = "unknown"
 MIXED_MARK = "†"
+DIRTY_MARK = "‡"
+DIRTY = "+dirty"
 
 
 @dataclass
@@ -152,6 +154,10 @@ class Table:
                     conv = self.convergence.get((rk, ck))
                     return bool(conv and conv.rising)
         return False
+
+    def is_dirty(self, cell: Cell) -> bool:
+        """True for a cell with a run on uncommitted code (a `+dirty` commit): not reproducible from the repository."""
+        return any(c.endswith(DIRTY) for c in cell.commits)
 
     def is_marked(self, cell: Cell) -> bool:
         """True for a cell with runs from a commit other than the grid's most common one, or from several."""

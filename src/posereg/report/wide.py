@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from posereg.report.claim_spec import Claim
 from posereg.report.claims import PairResult, summary_line
 from posereg.report.curves import RISING_RULE
-from posereg.report.runinfo import header_lines
+from posereg.report.runinfo import header_lines, short_commit
 from posereg.report.stats import Estimate
-from posereg.report.table import MIXED_MARK, Table, format_cell, format_number
+from posereg.report.table import DIRTY_MARK, MIXED_MARK, Table, format_cell, format_number
 
 
 @dataclass
@@ -73,7 +73,9 @@ def wide(table: Table) -> tuple[list[Column], list[list[str]]]:
             group = table.col_label(ck)
             for m in table.metrics:
                 cell = table.cells[(rk, ck, m.name)]
-                line.append(format_cell(cell, m.decimals) + (f" {MIXED_MARK}" if table.is_marked(cell) else ""))
+                marks = (f" {MIXED_MARK}" if table.is_marked(cell) else "") + (
+                    f" {DIRTY_MARK}" if table.is_dirty(cell) else "")
+                line.append(format_cell(cell, m.decimals) + marks)
                 if table.has_paper(group, m.name):
                     paper = table.paper_value(rk, ck, m.name)
                     line.append(format_number(paper, m.decimals))
@@ -91,6 +93,8 @@ def legend(table: Table) -> str:
         text += "; Δ = ours − paper" if table.show_delta() else "; paper numbers are from another dataset (no Δ)"
     if table.mixed_commits():
         text += f"; {MIXED_MARK}: runs from another git commit"
+    if any(table.is_dirty(c) for c in table.cells.values()):
+        text += f"; {DIRTY_MARK}: runs on uncommitted code"
     return text + "."
 
 
@@ -215,10 +219,47 @@ def budget_sections(table: Table) -> list[Section]:
     return out
 
 
+def provenance_section(table: Table) -> Section | None:
+    """Per cell: the commits, device models and precisions of its done runs."""
+    rows = []
+    seen: set[tuple[str, ...]] = set()
+    for t in (table, *table.others):
+        for rk in t.row_keys:
+            for ck in t.col_keys:
+                done = [r for r in t.records.get((rk, ck), []) if r.status == "done"]
+                key = tuple(sorted(str(r.path) for r in done))
+                if not done or key in seen:  # output dimensions share their runs
+                    continue
+                seen.add(key)
+                parts = [] if t.template.rows.is_outputs else [t.row_label(rk)]
+                parts += [] if (t.template.columns and t.template.columns.is_outputs) else [t.col_label(ck)]
+                rows.append([" | ".join(p for p in parts if p) or "all runs", t.budget or "",
+                             _distinct([short_commit(r.git_commit) if r.git_commit else "unknown" for r in done]),
+                             _distinct([str(r.setup.get("device_model") or r.setup.get("device") or "not recorded")
+                                        for r in done]),
+                             _distinct([str(r.setup.get("precision") or "?") for r in done]), str(len(done))])
+    if not rows:
+        return None
+    header = ["cell", "budget", "commit", "device model", "precision", "runs"]
+    if not table.others:
+        header, rows = header[:1] + header[2:], [row[:1] + row[2:] for row in rows]
+    return Section("Provenance", header, rows, "Per cell, what produced its done runs (status.json, metrics.json "
+                   "setup); a commit with +dirty ran on uncommitted code.")
+
+
+def _distinct(values: list[str]) -> str:
+    """`a (3)` or `a (2), b (1)`."""
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return ", ".join(f"{v} ({n})" for v, n in counts.items())
+
+
 def sections(table: Table) -> list[Section]:
     """The tables below the claims, in order."""
     conv = convergence_section(table)
-    return ([conv] if conv else []) + budget_sections(table)
+    prov = provenance_section(table)
+    return ([conv] if conv else []) + budget_sections(table) + ([prov] if prov else [])
 
 
 def claims_summary(table: Table) -> str:
