@@ -239,16 +239,22 @@ def test_flat_cells_are_not_rising(tmp_path: Path) -> None:
 
 # -- runs.csv ------------------------------------------------------------------------------------------------------
 
-def test_report_rebuilds_byte_for_byte_from_runs_csv(tmp_path: Path) -> None:
+def test_report_rebuilds_byte_for_byte_from_runs_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    import posereg.report.build as build
+    import posereg.report.template as template_module
+
     grid = budget_grid(tmp_path, rising=True)
     write_run(grid, {"budget_scale": "1", "method": "r1", "seed": "0"}, {"val/auc": 1.0})  # a foreign run
     template = two_rows([{"label": "I1 beats H1", "a": "I1", "b": "H1", "metric": "val/auc", "expect": "a > b"}])
     template["grid"]["budget_scale"] = "1,3"
-    path = tmp_path / "toy.yaml"
-    import yaml
-
-    path.write_text(yaml.safe_dump(template))
-    write_manifest(grid, str(path), {"budget_scale": ["1", "3"], "method": ["h1", "i1"], "seed": ["0", "1", "2"]},
+    shipped = tmp_path / "templates"  # as if shipped: runs.csv then names the template, not a path
+    shipped.mkdir()
+    (shipped / "toy.yaml").write_text(yaml.safe_dump(template))
+    monkeypatch.setattr(template_module, "TEMPLATES_DIR", shipped)
+    monkeypatch.setattr(build, "TEMPLATES_DIR", shipped)
+    write_manifest(grid, "toy", {"budget_scale": ["1", "3"], "method": ["h1", "i1"], "seed": ["0", "1", "2"]},
                    {}, ["x"])
     first = build_report([grid], out_dir=tmp_path / "from_dirs")
     runs_csv = first.files["runs"]
@@ -256,7 +262,7 @@ def test_report_rebuilds_byte_for_byte_from_runs_csv(tmp_path: Path) -> None:
     rebuilt_dir = tmp_path / "rebuilt"
     rebuilt_dir.mkdir()
     (rebuilt_dir / "runs.csv").write_bytes(runs_csv.read_bytes())
-    assert report_main(["--from", str(rebuilt_dir / "runs.csv"), "--template", str(path)]) == 0
+    assert report_main(["--from", str(rebuilt_dir / "runs.csv")]) == 0
     for name, file in first.files.items():
         assert (rebuilt_dir / file.name).read_bytes() == file.read_bytes(), name
     with open(runs_csv, encoding="utf-8") as f:

@@ -25,6 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("paths", nargs="*", help="grid dir(s), run dir(s) or glob(s), e.g. runs/integral_table1")
     p.add_argument("--from", dest="runs_csv", metavar="RUNS_CSV",
                    help="rebuild from a runs.csv (one row per run, written beside every report) instead of run dirs")
+    p.add_argument("--update-docs", action="store_true",
+                   help="rewrite the generated blocks of README.md and docs/results.md from docs/results/*/runs.csv")
+    p.add_argument("--check-docs", action="store_true",
+                   help="exit 1 when a generated block of README.md or docs/results.md is out of date")
     p.add_argument("--template", "-t", help="multirun template name or YAML (default: from the grid's sweep.yaml)")
     p.add_argument("--out", "-o", help="output folder (default: <grid dir>/report)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two grids or runs side by side")
@@ -40,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)
     try:
+        if args.update_docs or args.check_docs:
+            from posereg.report.docs import update_docs
+
+            stale = update_docs(check=args.check_docs)
+            verb = "out of date" if args.check_docs else "rewrote"
+            print("\n".join(f"{verb}: {p}" for p in stale) or "docs are up to date")
+            return 1 if stale and args.check_docs else 0
         if args.compare:
             a_path, b_path = args.compare
             a, b = make_table([a_path], args.template), make_table([b_path], args.template)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from posereg.paths import TEMPLATES_DIR
 from posereg.report.claims import evaluate_claims
 from posereg.report.collect import RunRecord, collect, expand
 from posereg.report.members import axis_value, merge_grids
@@ -133,7 +134,7 @@ def assemble(t: Template, records: list[RunRecord], grid: dict[str, list[str]] |
             tb.budget = f"{BUDGET_AXIS}={value}"
     primary = tables[-1]
     primary.others = tables[:-1]
-    primary.all_records = list(records)
+    primary.all_records, primary.grid = list(records), full
     for i, result in enumerate(primary.claims):
         result.by_budget = {tb.budget: tb.claims[i].verdict for tb in tables}
         for other in primary.others:
@@ -159,7 +160,9 @@ def runs_csv_of(table: Table) -> str:
     names = {conv.metric for t in (table, *table.others) for conv in t.convergence.values()}
     names |= {chosen[0]} if chosen else set()
     template = table.template
-    manifest = {"template": template.name if not template.inferred else "", "real": template.is_real,
+    shipped = template.path is None or template.path.parent == TEMPLATES_DIR
+    name = "" if template.inferred else template.name if shipped else str(template.path)
+    manifest = {"template": name, "real": template.is_real,
                 "grid": table.grid, "fixed": table.fixed}
     return runs_csv_text(table.all_records, manifest, _cell_labels(table), sorted(names))
 

@@ -121,6 +121,7 @@ class Template:
     path: Path | None = None
     description: str = ""
     paper_source: str = ""
+    command: str = ""
     kind: str = "train"
     grid: dict[str, list[str]] = field(default_factory=dict)
     fixed: dict[str, str] = field(default_factory=dict)
@@ -234,6 +235,7 @@ def parse_template(raw: dict, path: Path | None = None, real: bool = False) -> T
         path=path,
         description=str(raw.get("description", "")).strip(),
         paper_source=str(raw.get("paper_source", "")),
+        command=str(raw.get("command") or f"posereg-sweep {name}"),
         kind=kind,
         grid={str(k): split_values(v) for k, v in (raw.get("grid") or {}).items()},
         fixed={str(k): value_str(v) for k, v in (raw.get("fixed") or {}).items()},

@@ -1,0 +1,137 @@
+"""The committed results in the docs: README's claims table and docs/results.md's tables, generated from the
+runs.csv beside each committed report (docs/results/<template>/runs.csv), between markers.
+
+    <!-- generated: claims-summary -->   ... <!-- end: claims-summary -->       README.md
+    <!-- generated: results <name> -->  ... <!-- end: results <name> -->      docs/results.md, one per report
+
+`posereg-report --update-docs` rewrites the blocks; `--check-docs` exits non-zero when a block would change (the
+tests call it, so the docs cannot drift from the committed data).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from posereg.errors import DataError
+from posereg.paths import REPO_ROOT
+from posereg.report.build import make_table
+from posereg.report.claims import (
+    CONSISTENT,
+    CONTRADICTED,
+    INCONCLUSIVE,
+    LARGER,
+    NOT_COMPARABLE,
+    REPRODUCED,
+    SMALLER,
+)
+from posereg.report.render_md import md_table
+from posereg.report.table import Table
+from posereg.report.wide import claim_header, claim_rows, legend, report_header, wide
+
+RESULTS_DIR = REPO_ROOT / "docs" / "results"
+README = REPO_ROOT / "README.md"
+RESULTS_MD = REPO_ROOT / "docs" / "results.md"
+SUMMARY = "claims-summary"
+
+
+@dataclass
+class Committed:
+    """A committed report: its folder name and the table rebuilt from its runs.csv."""
+
+    name: str
+    table: Table
+
+    @property
+    def link(self) -> str:
+        """Path of its report.md, relative to the repository root."""
+        return f"docs/results/{self.name}/report.md"
+
+
+def committed_reports(root: Path = RESULTS_DIR) -> list[Committed]:
+    """Every docs/results/<name>/runs.csv as a rebuilt table, by name."""
+    return [Committed(p.parent.name, make_table(runs_csv=p)) for p in sorted(root.glob("*/runs.csv"))]
+
+
+def _count(verdicts: list[str], *which: str) -> str:
+    return " / ".join(str(sum(v == w for v in verdicts)) for w in which)
+
+
+def summary_row(report: Committed) -> list[str]:
+    """One README row: direction and equivalence counts, magnitude counts, budget, convergence, links."""
+    table = report.table
+    direction = [r.verdict for r in table.claims if not r.claim.is_equivalence]
+    equivalence = [r.verdict for r in table.claims if r.claim.is_equivalence]
+    magnitudes = [p.magnitude for r in table.claims for p in r.pairs]
+    rising = sum(c.rising for c in table.convergence.values())
+    sensitive = sum(r.budget_sensitive for r in table.claims)
+    budgets = ", ".join([table.budget, *(t.budget for t in table.others)]) if table.others else _steps(table)
+    return [
+        table.template.title,
+        budgets,
+        _count(direction, REPRODUCED, INCONCLUSIVE, CONTRADICTED) if direction else "–",
+        _count(equivalence, REPRODUCED, INCONCLUSIVE, CONTRADICTED) if equivalence else "–",
+        f"{_count(magnitudes, CONSISTENT, SMALLER, LARGER)}; {sum(m == NOT_COMPARABLE for m in magnitudes)}",
+        f"{sensitive} of {len(table.claims)}" if table.others else "–",
+        f"{rising} of {len(table.convergence)}" if table.convergence else "–",
+        f"[report]({report.link})",
+        f"`{table.template.command}`",
+    ]
+
+
+def _steps(table: Table) -> str:
+    steps = sorted({r.setup.get("steps") for r in table.members if r.status == "done" and r.setup.get("steps")})
+    return ", ".join(f"{s:,} steps" for s in steps) or "–"
+
+
+SUMMARY_HEADER = ["table", "budget(s)", "direction: reproduced / inconclusive / contradicted",
+                  "equivalence: r / i / c", "magnitude: consistent / smaller / larger; not comparable",
+                  "budget-sensitive", "cells still rising", "report", "regenerate"]
+
+
+def summary_block(reports: list[Committed]) -> list[str]:
+    """README's table of committed reports (verdicts at the longest budget of each)."""
+    return md_table(SUMMARY_HEADER, [summary_row(r) for r in reports])
+
+
+def results_block(report: Committed) -> list[str]:
+    """docs/results.md's block for one report: header facts, the table, the claims."""
+    table = report.table
+    columns, body = wide(table)
+    lines = [f"Report: [{report.name}](results/{report.name}/report.md), rebuilt from its "
+             f"[runs.csv](results/{report.name}/runs.csv) by `posereg-report --from`.", ""]
+    lines += [f"- {line}" for line in report_header(table)] + [""]
+    lines += md_table([f"{c.group} {c.header}".strip() for c in columns], body) + ["", legend(table), ""]
+    if table.claims:
+        lines += md_table(claim_header(table), claim_rows(table))
+    return lines
+
+
+def _replace(text: str, key: str, block: list[str], path: Path) -> str:
+    begin, end = f"<!-- generated: {key} -->", f"<!-- end: {key} -->"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise DataError(f"{path.name} has no block `{begin}` ... `{end}`: add the two marker lines where it goes")
+    return pattern.sub(lambda _: "\n".join([begin, *block, end]), text, count=1)
+
+
+def render_docs(reports: list[Committed], readme: str, results: str) -> tuple[str, str]:
+    """README and docs/results.md with every generated block replaced."""
+    readme = _replace(readme, SUMMARY, summary_block(reports), README)
+    for r in reports:
+        results = _replace(results, f"results {r.name}", results_block(r), RESULTS_MD)
+    return readme, results
+
+
+def update_docs(check: bool = False, root: Path = RESULTS_DIR, readme_path: Path = README,
+                results_path: Path = RESULTS_MD) -> list[Path]:
+    """Rewrite the generated blocks (or, with `check`, only list the files whose blocks are stale)."""
+    reports = committed_reports(root)
+    old = {readme_path: readme_path.read_text(encoding="utf-8"), results_path: results_path.read_text(encoding="utf-8")}
+    new = dict(zip(old, render_docs(reports, *old.values()), strict=True))
+    stale = [p for p in old if old[p] != new[p]]
+    if not check:
+        for p in stale:
+            p.write_text(new[p], encoding="utf-8")
+    return stale
