@@ -7,46 +7,52 @@
 Cells are matched by directory name (the run key: the grid's axes and the seed); only cells done in both are
 compared. `--rename "A->B"` (text in the first grid's cell names -> its replacement) maps one grid's axis
 values onto the other's (Table 1's `method=h1` is Table 2's `data.input_size=64,method.head.num_deconv=2,
-method=h1`). The summary line gives the mean and largest |A - B| beside the mean seed-to-seed standard
-deviation of the compared cells (in B, over seeds).
+method=h1`). Per cell (the key without its seed) the summary gives the shift of the cell's mean, mean(A - B)
+over the seeds both ran, in units of that cell's own seed-to-seed standard deviation (pooled over A and B):
+a low-variance method and a high-variance one are not averaged into one figure.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import re
 import statistics
 import sys
 from pathlib import Path
 
-
-def final_metrics(run: Path) -> dict[str, float] | None:
-    """A done run's final metrics (the `final` and `test` sections of metrics.json), or None."""
-    try:
-        if json.loads((run / "status.json").read_text()).get("status") != "done":
-            return None
-        m = json.loads((run / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return {**m.get("final", {}), **m.get("test", {})}
+from posereg.report.collect import collect
 
 
 def done_cells(grid: Path, renames: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
-    """Cell key (after renames) -> final metrics, for the done runs of one grid directory."""
+    """Cell key (after renames) -> final metrics (`final` and `test` sections), for the done runs of one grid."""
     out = {}
-    for run in sorted(p for p in grid.iterdir() if p.is_dir()):
-        metrics = final_metrics(run)
-        if metrics is not None:
-            key = run.name
-            for a, b in renames:
-                key = key.replace(a, b)
-            out[key] = metrics
+    for record in collect([grid]):
+        if record.status != "done":
+            continue
+        key = record.path.name
+        for a, b in renames:
+            key = key.replace(a, b)
+        out[key] = {**(record.metrics.get("final") or {}), **(record.metrics.get("test") or {})}
     return out
 
 
 def without_seed(key: str) -> str:
     return re.sub(r"(^|,)seed=\d+", "", key).strip(",")
+
+
+def _by_cell(keys: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k in keys:
+        out.setdefault(without_seed(k), []).append(k)
+    return out
+
+
+def _pooled_sd(a: list[float], b: list[float]) -> float | None:
+    """sqrt of the mean of the two grids' seed variances (None with fewer than two seeds)."""
+    if len(a) < 2:
+        return None
+    return math.sqrt((statistics.variance(a) + statistics.variance(b)) / 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,14 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {key} | " + " | ".join(cells) + " |")
     for m in args.metrics:
         diffs = [abs(a[k][m] - b[k][m]) for k in common]
-        groups: dict[str, list[float]] = {}
-        for k, v in b.items():
-            if without_seed(k) in {without_seed(c) for c in common}:
-                groups.setdefault(without_seed(k), []).append(v[m])
-        stds = [statistics.stdev(v) for v in groups.values() if len(v) > 1]
-        spread = f"{statistics.mean(stds):.2f}" if stds else "n/a"
-        print(f"\n{m}: {len(common)} cells, |A − B| mean {statistics.mean(diffs):.2f}, largest {max(diffs):.2f}; "
-              f"seed-to-seed std in B {spread} (mean over {len(stds)} cells)")
+        print(f"\n{m}: {len(common)} runs, |A − B| mean {statistics.mean(diffs):.2f}, largest {max(diffs):.2f}")
+        for cell, keys in sorted(_by_cell(common).items()):
+            shift = statistics.fmean(a[k][m] - b[k][m] for k in keys)
+            sd = _pooled_sd([a[k][m] for k in keys], [b[k][m] for k in keys])
+            units = f"{abs(shift) / sd:.2f} of its seed sd {sd:.2f}" if sd else "seed sd n/a (fewer than 2 seeds)"
+            print(f"  {cell}: cell mean A − B {shift:+.2f} over {len(keys)} seeds = {units}")
     return 0
 
 

@@ -14,6 +14,8 @@ def _cell(grid: Path, key: str, auc: float, status: str = "done") -> None:
     run = grid / key
     run.mkdir(parents=True)
     (run / "status.json").write_text(json.dumps({"status": status}))
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "overrides.yaml").write_text("[]")
     (run / "metrics.json").write_text(json.dumps({"final": {"val/auc": auc}}))
 
 
@@ -28,5 +30,6 @@ def test_compare_cells_matches_keys_and_reports_gap_and_spread(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "| size=64,method=h1,seed=1 | 12.0 | 11.0 | +1.0 |" in out
     assert "i1" not in out
-    # |A - B| = 0.5, 1.0, 0.0; B's seeds 10.5, 11, 14: std 1.893
-    assert "3 cells, |A − B| mean 0.50, largest 1.00; seed-to-seed std in B 1.89 (mean over 1 cells)" in out
+    assert "val/auc: 3 runs, |A − B| mean 0.50, largest 1.00" in out
+    # A − B = -0.5, +1.0, 0.0: mean +0.17; seed variances 4.0 (A: 10, 12, 14) and 3.583 (B): pooled sd 1.947
+    assert "  size=64,method=h1: cell mean A − B +0.17 over 3 seeds = 0.09 of its seed sd 1.95" in out
