@@ -12,7 +12,7 @@ import yaml
 from scipy import stats
 
 from posereg.errors import ConfigError
-from posereg.report.build import build_report, make_table, write_manifest
+from posereg.report.build import build_report, make_table
 from posereg.report.claims import (
     CONTRADICTED,
     FEW_SEEDS,
@@ -22,6 +22,7 @@ from posereg.report.claims import (
     group_verdict,
     summary_line,
 )
+from posereg.report.manifest import write_manifest
 from posereg.report.stats import PAIRED, WELCH
 from posereg.report.template import list_templates, load_template, parse_template
 

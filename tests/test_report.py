@@ -15,9 +15,10 @@ import yaml
 
 from posereg.cli.report import main as report_main
 from posereg.errors import ConfigError
-from posereg.report.build import build_report, make_table, write_manifest
+from posereg.report.build import build_report, make_table
 from posereg.report.claims import FEW_SEEDS
 from posereg.report.collect import read_csv_metrics
+from posereg.report.manifest import write_manifest
 from posereg.report.paper import lookup, resolve
 from posereg.report.table import build_table
 from posereg.report.template import list_templates, load_template, parse_template
@@ -272,18 +273,25 @@ def test_every_run_under_a_folder_is_reported(tmp_path: Path) -> None:
     assert [table.cells[(k, "", "val/auc")].n for k in table.row_keys] == [3, 1, 2]
 
 
-def test_grid_folder_counts_the_cells_of_earlier_sweep_calls(toy_grid: Path) -> None:
-    # the last call only added seed 2 of I1 (still running): the report keeps the template's other cells
+def test_a_narrowed_grid_is_its_own_report_and_leaves_the_templates_report(toy_grid: Path) -> None:
+    """`posereg-sweep toy method=i1 seed=1,2` is a grid of its own: its cells, counts and report folder."""
+    template = parse_template(TEMPLATE)
     make_run(toy_grid, {"data": "synth2d", "method": "i1", "seed": "2"}, "running")
     make_run(toy_grid, {"data": "synth2d", "method": "r1", "seed": "0"}, "done", {"val/pckh@0.5": 1.0, "val/auc": 1.0})
-    write_manifest(toy_grid, "toy", {"method": ["i1"], "seed": ["2"]}, {"data": "synth2d"}, ["x"])
-    table = make_table([toy_grid], parse_template(TEMPLATE))
-    assert table.status_line() == "PARTIAL: 3/6 runs done (1 running, 1 failed, 1 not started)"
-    assert table.cells[("h1", "", "val/auc")].mean == 52.0
-    (foreign,) = table.foreign
+    full = build_report([toy_grid], template, plots=False)
+    path = write_manifest(toy_grid, template, {"method": ["i1"], "seed": ["1", "2"]}, {"data": "synth2d"}, ["x"])
+    assert path.name == "sweep-method=i1,seed=1,2.yaml"
+    narrowed = build_report([toy_grid], template, plots=False, variant="method=i1,seed=1,2")
+    assert narrowed.files["md"].parent.name == "report-method=i1,seed=1,2"
+    assert narrowed.table.status_line() == "PARTIAL: 0/2 runs done (1 running, 1 failed)"
+    assert [narrowed.table.row_label(k) for k in narrowed.table.row_keys] == ["I1"]  # no 'pending' H1
+    assert full.files["md"].parent.name == "report" and full.files["md"].is_file()  # not overwritten
+    assert full.table.status_line() == "PARTIAL: 3/4 runs done (1 failed)"
+    assert make_table([toy_grid], template).status_line() == full.table.status_line()  # sweep.yaml by default
+    (foreign,) = [f for f in full.table.foreign if "r1" in f.record.run_key]
     assert foreign.reason == "outside the grid: method=r1"
-    md = build_report([toy_grid], parse_template(TEMPLATE), plots=False).files["md"].read_text()
-    assert ("- Runs in the folder: 6 (done 4 · running 1 · interrupted 0 · failed 1 · pending 0); 1 foreign "
+    md = full.files["md"].read_text()
+    assert ("- Runs in the folder: 6 (done 4 · running 1 · interrupted 0 · failed 1 · pending 0); 2 foreign "
             "(not cells of this grid, listed below).") in md
     assert "| data=synth2d,method=r1,seed=0 | done | outside the grid: method=r1 |" in md
 

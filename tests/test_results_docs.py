@@ -8,12 +8,13 @@ import struct
 from pathlib import Path
 
 import pytest
-from test_claims import two_rows, write_run
 
 from posereg.errors import DataError
-from posereg.report.build import build_report, write_manifest
+from posereg.report.build import build_report
 from posereg.report.docs import RESULTS_DIR, committed_reports, update_docs
+from posereg.report.manifest import write_manifest
 from posereg.report.template import parse_template
+from test_claims import two_rows, write_run
 
 COMMITTED = sorted(RESULTS_DIR.glob("*/runs.csv"))
 IMAGE = re.compile(r'src="data:image/png;base64,[^"]*"')

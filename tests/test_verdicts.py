@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from posereg.cli.report import main as report_main
-from posereg.report.build import build_report, make_table, write_manifest
+from posereg.report.build import build_report, make_table
 from posereg.report.claims import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -24,6 +24,7 @@ from posereg.report.claims import (
     summary_line,
 )
 from posereg.report.curves import CurvePoint, late_gain
+from posereg.report.manifest import write_manifest
 from posereg.report.stats import DELTA_RATIO, Estimate, holm, paired, reduction, tost_p
 from posereg.report.template import parse_template
 from test_claims import T975_DF2, only_pair, two_rows, write_run

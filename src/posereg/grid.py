@@ -22,7 +22,7 @@ from omegaconf import DictConfig, open_dict
 
 from posereg.errors import ConfigError
 from posereg.paths import CONF_DIR
-from posereg.report.build import write_manifest
+from posereg.report.manifest import write_manifest
 from posereg.report.template import Template, split_values
 from posereg.runs import RunDir, defines_run, register_resolvers, run_key
 from posereg.runs.launch import launch_token

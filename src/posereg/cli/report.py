@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rewrite the generated blocks of README.md and docs/results.md from docs/results/*/runs.csv")
     p.add_argument("--check-docs", action="store_true",
                    help="exit 1 when a generated block of README.md or docs/results.md is out of date")
+    p.add_argument("--variant", help="a narrowed or extended grid of the folder (its sweep-<variant>.yaml): report "
+                                      "that grid instead of the template's own")
     p.add_argument("--template", "-t", help="multirun template name or YAML (default: from the grid's sweep.yaml)")
     p.add_argument("--out", "-o", help="output folder (default: <grid dir>/report)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two grids or runs side by side")
@@ -70,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {csv_to_tensorboard(run)}")
             return 0
         elif args.per_joint:
-            table = make_table(args.paths, args.template, runs_csv=args.runs_csv)
+            table = make_table(args.paths, args.template, runs_csv=args.runs_csv, variant=args.variant)
             lines = breakdown_md(table)
             print("\n".join(lines) if lines else "no per-part or per-joint values in these runs' metrics.json")
             return 0
         else:
             report = build_report(args.paths, args.template, args.out, plots=not args.no_plots,
-                                  runs_csv=args.runs_csv)
+                                  runs_csv=args.runs_csv, variant=args.variant)
             files = report.files
             print(report.files["md"].read_text())
     except (ConfigError, DataError) as e:

@@ -18,7 +18,8 @@ import sys
 
 from posereg.errors import ConfigError, DataError
 from posereg.grid import SweepPlan, launch, plan_sweep
-from posereg.report.build import build_report, write_manifest
+from posereg.report.build import build_report
+from posereg.report.manifest import grid_variant, write_manifest
 from posereg.report.template import list_templates, load_template, value_str
 
 
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"posereg-sweep: {plan.num_cells} cells -> {plan.grid_dir}", flush=True)
             rc = run_bench_template(plan) if template.kind == "bench" else launch(plan)
         if not args.no_report:
-            report = build_report([plan.grid_dir], template)
+            variant = grid_variant(template, plan.grid, plan.bare_fixed())
+            report = build_report([plan.grid_dir], template, variant=variant)
             print(report.files["md"].read_text())
             print(f"report: {report.files['html']}")
     except (ConfigError, DataError) as e:

@@ -6,11 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from posereg.paths import TEMPLATES_DIR
 from posereg.report.claims import evaluate_claims
 from posereg.report.collect import RunRecord, collect, expand
+from posereg.report.manifest import read_manifest, report_folder
 from posereg.report.members import axis_value, merge_grids
 from posereg.report.plots import all_plots
 from posereg.report.render_csv import render_csv
@@ -21,7 +20,6 @@ from posereg.report.runs_csv import read_runs_csv, runs_csv_text
 from posereg.report.table import Table, build_table, convergence_metric, infer_template
 from posereg.report.template import Template, load_template
 
-MANIFEST = "sweep.yaml"
 PLOT_CAPTIONS = {
     "pckh_curves": "PCKh curves over thresholds 0..0.5",
     "val_curves": "validation curves per cell",
@@ -37,33 +35,11 @@ class Report:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def write_manifest(grid_dir: Path, template: Template | str, grid: dict[str, list[str]], fixed: dict[str, str],
-                   command: list[str]) -> Path:
-    """Record what a sweep launched, so the report knows the expected cells and fixed settings."""
-    grid_dir.mkdir(parents=True, exist_ok=True)
-    path = grid_dir / MANIFEST
-    name = str(template.path or template.name) if isinstance(template, Template) else template
-    real = template.is_real if isinstance(template, Template) else False
-    data = {"template": name, "real": real, "grid": grid, "fixed": fixed, "command": command}
-    with open(path, "w") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    return path
-
-
-def read_manifest(grid_dir: Path) -> dict | None:
-    """The sweep manifest of a grid directory, if any."""
-    path = Path(grid_dir) / MANIFEST
-    if not path.is_file():
-        return None
-    with open(path) as f:
-        return yaml.safe_load(f) or None
-
-
 BUDGET_AXIS = "budget_scale"
 RUNS_CSV = "runs.csv"
 
 
-def load_runs(paths: list[str | Path] | None = None, runs_csv: str | Path | None = None,
+def load_runs(paths: list[str | Path] | None = None, runs_csv: str | Path | None = None, variant: str | None = None,
               ) -> tuple[list[RunRecord], dict | None, str | None]:
     """The records, the sweep manifest and the experiment (grid folder) of run directories or of a runs.csv."""
     if runs_csv is not None:
@@ -71,16 +47,16 @@ def load_runs(paths: list[str | Path] | None = None, runs_csv: str | Path | None
         experiments = {r.experiment for r in records}
         return records, manifest, experiments.pop() if len(experiments) == 1 else None
     dirs = expand(paths or [])
-    manifest = read_manifest(dirs[0]) if len(dirs) == 1 else None
+    manifest = read_manifest(dirs[0], variant) if len(dirs) == 1 else None
     return collect(dirs), manifest, dirs[0].name if manifest else None
 
 
 def make_table(paths: list[str | Path] | None = None, template: str | Path | Template | None = None,
-               runs_csv: str | Path | None = None) -> Table:
+               runs_csv: str | Path | None = None, variant: str | None = None) -> Table:
     """Collect the runs (from run directories, or a runs.csv) and build the table with its claims (template from
     the argument, the manifest, or inferred); the grid is the template's plus what the last sweep call added,
     other runs are foreign. A grid swept over several budgets gives one table per budget (see `assemble`)."""
-    records, manifest, experiment = load_runs(paths, runs_csv)
+    records, manifest, experiment = load_runs(paths, runs_csv, variant)
     if isinstance(template, Template):
         t = template
     elif template is not None:
@@ -93,7 +69,8 @@ def make_table(paths: list[str | Path] | None = None, template: str | Path | Tem
     grid = None
     if manifest and manifest.get("grid"):
         launched = {k: [str(v) for v in vals] for k, vals in manifest["grid"].items()}
-        grid = merge_grids(t.grid, launched) if not t.inferred else launched
+        # the template's own grid keeps the values earlier calls added; a variant is exactly what it asked for
+        grid = merge_grids(t.grid, launched) if not t.inferred and not manifest.get("variant") else launched
     fixed = {k: str(v) for k, v in (manifest.get("fixed") or {}).items()} if manifest else None
     return assemble(t, records, grid, fixed, experiment)
 
@@ -168,11 +145,16 @@ def runs_csv_of(table: Table) -> str:
 
 
 def build_report(paths: list[str | Path] | None, template: str | Path | Template | None = None,
-                 out_dir: str | Path | None = None, plots: bool = True, runs_csv: str | Path | None = None) -> Report:
-    """Write report.md/.csv/.tex/.html, runs.csv (+ PNG plots) into out_dir (default: <first grid dir>/report,
-    or the folder of the runs.csv the report is rebuilt from)."""
-    table = make_table(paths, template, runs_csv=runs_csv)
-    out = Path(out_dir) if out_dir else Path(runs_csv).parent if runs_csv else expand(paths or [])[0] / "report"
+                 out_dir: str | Path | None = None, plots: bool = True, runs_csv: str | Path | None = None,
+                 variant: str | None = None) -> Report:
+    """Write report.md/.csv/.tex/.html, runs.csv (+ PNG plots) into out_dir (default: <grid dir>/report, or
+    report-<variant> for a variant grid; the folder of the runs.csv the report is rebuilt from)."""
+    table = make_table(paths, template, runs_csv=runs_csv, variant=variant)
+    if out_dir is None and runs_csv is None:
+        dirs = expand(paths or [])
+        manifest = read_manifest(dirs[0], variant) if len(dirs) == 1 else None
+        out_dir = dirs[0] / report_folder((manifest or {}).get("variant") or "")
+    out = Path(out_dir) if out_dir else Path(runs_csv).parent  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     pngs = all_plots(table) if plots else {}
     files: dict[str, Path] = {}
