@@ -109,8 +109,8 @@ class ClaimResult:
 
     @property
     def budget_sensitive(self) -> bool:
-        """True when the claim's verdict differs between the budgets the grid ran at."""
-        return len(set(self.by_budget.values())) > 1
+        """True when the claim has a verdict at two budgets or more and they differ."""
+        return len({v for v in self.by_budget.values() if v in DIRECTION_VERDICTS}) > 1
 
     @property
     def scope(self) -> str:

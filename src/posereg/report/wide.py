@@ -6,11 +6,11 @@ import os
 from dataclasses import dataclass
 
 from posereg.report.claim_spec import Claim
-from posereg.report.claims import PairResult, summary_line
+from posereg.report.claims import DIRECTION_VERDICTS, PairResult, summary_line
 from posereg.report.curves import RISING_RULE
 from posereg.report.runinfo import header_lines, short_commit
 from posereg.report.stats import Estimate
-from posereg.report.table import DIRTY_MARK, MIXED_MARK, Table, format_cell, format_number
+from posereg.report.table import DIRTY_MARK, MIXED_MARK, Table, convergence_metric, format_cell, format_number
 
 
 @dataclass
@@ -164,21 +164,23 @@ def convergence_section(table: Table) -> Section | None:
     if not table.convergence:
         return None
     rows = []
-    metric = ""
+    chosen = convergence_metric(table)
+    metric = chosen[0] if chosen else ""
     for rk in table.row_keys:
         for ck in table.col_keys:
             conv = table.convergence.get((rk, ck))
             if conv is None:
                 continue
-            metric = conv.metric
             gain = format_number(conv.gain, 2, sign=True) + (f" ± {conv.gain_std:.2f}" if conv.gain_std is not None
                                                              else "")
             cell = " | ".join(x for x in (table.row_label(rk), table.col_label(ck)) if x)
             rows.append([cell, format_number(conv.final, 1), gain, f"{conv.steps:.0f}", str(conv.n),
                          "still rising" if conv.rising else "flat"])
     rising = sum(row[-1] == "still rising" for row in rows)
+    per_output = " of each output" if table.template.rows.is_outputs or (
+        table.template.columns is not None and table.template.columns.is_outputs) else ""
     text = (f"{rising} of {len(rows)} cells still rising ({RISING_RULE}; mean ± std over seeds, validation "
-            f"metric {metric}).")
+            f"metric {metric}{per_output}).")
     return Section("Convergence", ["cell", "final", "gain, last quarter", "steps", "n", ""], rows, text)
 
 
@@ -196,7 +198,7 @@ def _budget_rows(table: Table) -> list[list[str]]:
             for t in budgets:
                 q = t.claims[i].pairs[j]
                 line += [_ours(q, spec.decimals), q.verdict]
-            changed = len({t.claims[i].pairs[j].verdict for t in budgets}) > 1
+            changed = len({t.claims[i].pairs[j].verdict for t in budgets} & set(DIRECTION_VERDICTS)) > 1
             rows.append(line + ["yes" if changed else "no"])
     return rows
 
