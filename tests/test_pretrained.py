@@ -7,11 +7,13 @@ offline, so a missing file fails at once.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import timm
 import torch
@@ -19,7 +21,8 @@ import torchvision
 from huggingface_hub import constants
 from safetensors.torch import load_file, save_file
 
-from conftest import compose_config
+from conftest import InterruptAt, compose_config
+from posereg.cli.eval import evaluate
 from posereg.cli.sweep import main as sweep_main
 from posereg.cli.train import train_task
 from posereg.cli.weights import main as weights_main
@@ -106,6 +109,41 @@ def test_posereg_train_offline_exits_2_with_one_line_and_leaves_no_run_directory
     run = runs / "default" / run_key(["backbone.pretrained=true", "debug=tiny"], 0)
     assert not run.exists()
     assert [p for p in runs.rglob("*") if p.is_file()] == []  # not a status, config or log file anywhere
+
+
+class BackboneAtStart(pl.Callback):
+    """Records the backbone's weights when fitting starts (after a resume has loaded its checkpoint)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.state = {k: v.detach().clone() for k, v in pl_module.net.backbone.body.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_a_run_starts_from_the_cached_weights_and_resumes_and_evaluates_without_them(make_cfg, hub_cache, tmp_path,
+                                                                                      monkeypatch):
+    state = random_resnet18()
+    put_in_cache(hub_cache, "resnet18", state)
+    run = RunDir(tmp_path / "run")
+    start = BackboneAtStart()
+    with pytest.raises(SystemExit):
+        train_task(make_cfg("backbone.pretrained=true", "test_after_fit=false"), run_path=run.path, overrides=[],
+                   multirun=False, extra_callbacks=[start, InterruptAt(2)])
+    assert len(start.state) == R18_BACKBONE_TENSORS
+    assert all(torch.equal(start.state[k], state[k]) for k in start.state)
+    # the cache is gone (another node, or cleaned): the run resumes and evaluates from its own checkpoints
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "emptied"))
+    interrupted = torch.load(run.last_ckpt, weights_only=False)["state_dict"]
+    resumed = BackboneAtStart()
+    train_task(make_cfg("backbone.pretrained=true", "test_after_fit=false"), run_path=run.path, overrides=[],
+               multirun=False, extra_callbacks=[resumed])
+    assert run.read_status()["status"] == "done" and run.read_status()["resumed_from"].endswith("last.ckpt")
+    assert all(torch.equal(v, interrupted[f"net.backbone.body.{k}"]) for k, v in resumed.state.items())
+    assert not torch.equal(resumed.state["conv1.weight"], state["conv1.weight"])  # two steps trained: moved on
+    out = evaluate(run.path, split="val")
+    assert math.isfinite(out["metrics"]["val/pckh@0.5"])
 
 
 # --- refused combinations: one line, exit 2, before anything is built -------------------------------------

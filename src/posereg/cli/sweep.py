@@ -37,7 +37,9 @@ def fetch_pretrained_weights(plan: SweepPlan) -> None:
     grid stops with one line instead of failing every cell (cells that cannot compose are left to `launch`)."""
     from posereg.methods.initial_weights import fetch_pretrained
 
-    composed = [compose_cell_config(plan, cell) for cell in plan.cells()]
+    # seeds never change where the weights come from: one cell per combination of the other axes is composed
+    cells = {tuple((k, v) for k, v in cell.items() if k != "seed"): cell for cell in plan.cells()}
+    composed = [compose_cell_config(plan, cell) for cell in cells.values()]
     fetch_pretrained(*[cfg for cfg in composed if not isinstance(cfg, str)])
 
 
