@@ -18,6 +18,9 @@ from posereg.paths import CONF_DIR
 from posereg.runs import register_resolvers
 
 os.environ.setdefault("WANDB_MODE", "offline")
+# nothing is downloaded in tests: a config that asks timm for pretrained weights reads the Hugging Face cache
+# or fails at once with a one-line ConfigError, never asking the hub (set before huggingface_hub is imported)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 # `make test` runs pytest-xdist workers (one per core): a worker gets its share of the cores, not all of them
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))

@@ -300,7 +300,8 @@ LECTURE_ROWS = {  # docs/methods.md, "The lecture deck's classic architectures"
 def test_lecture_deck_rows_build_with_the_documented_commands(row):
     from posereg.methods import build_net
 
-    cfg = compose_config([*LECTURE_ROWS[row], "logger=none"])
+    # the shapes, not ImageNet weights: integral_mpii starts from pretrained weights, which tests never download
+    cfg = compose_config([*LECTURE_ROWS[row], "logger=none", "backbone.pretrained=false"])
     info = _info(cfg.data.joint_set, size=int(cfg.data.input_size))
     validate_combination(cfg, info)
     net = build_net(cfg, info)

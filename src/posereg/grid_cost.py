@@ -1,10 +1,10 @@
 """What a grid costs before it runs: training steps, images, compute, checkpoint disk, and time.
 
 Compute is counted, not guessed: each cell's network is built from its composed config and its MACs per
-image are measured by `posereg.nets.complexity` (no weights, no data read); training costs about three
-forward passes per image (forward, and a backward twice as expensive), 2 FLOPs per MAC. Time is only
-estimated from what this grid's finished cells measured (seconds per training image-GMAC, whatever machine
-ran them), never from a nominal device speed.
+image are measured by `posereg.nets.complexity` (no weights loaded or downloaded, no data read); training
+costs about three forward passes per image (forward, and a backward twice as expensive), 2 FLOPs per MAC.
+Time is only estimated from what this grid's finished cells measured (seconds per training image-GMAC,
+whatever machine ran them), never from a nominal device speed.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def cell_cost(plan: SweepPlan, cell: dict[str, str]) -> CellCost:
     """Compose one cell, build its network, and measure what training it costs."""
     from posereg.data.datamodule import data_info
     from posereg.methods import build_net
+    from posereg.methods.initial_weights import without_initial_weights
     from posereg.nets.complexity import model_complexity
 
     cfg = compose_cell_config(plan, cell)
@@ -100,7 +101,7 @@ def cell_cost(plan: SweepPlan, cell: dict[str, str]) -> CellCost:
         return CellCost(",".join(f"{k}={v}" for k, v in cell.items()), "failed", None, 0, 0, 0, 0, 0, note=cfg)
     run_dir = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
     record = load_run(run_dir) if run_dir.exists() else None
-    net = build_net(cfg, data_info(cfg))
+    net = build_net(without_initial_weights(cfg), data_info(cfg))  # counted, not trained: nothing downloaded
     complexity = model_complexity(net, int(cfg.data.input_size))
     steps, why = train_steps(cfg)
     done = record is not None and record.status == "done"

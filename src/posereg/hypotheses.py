@@ -216,8 +216,9 @@ def predict(setup: RunSetup, split: str, trust: bool, device: str, reference: Ma
             role: str) -> Predictions:
     """Run the module of `setup` over the split; ConfigError as soon as a batch's GT differs from `reference`."""
     from posereg.methods import build_module
+    from posereg.methods.initial_weights import without_initial_weights
 
-    model = build_module(setup.cfg, setup.datamodule.info)
+    model = build_module(without_initial_weights(setup.cfg), setup.datamodule.info)  # the checkpoint's weights
     state = load_checkpoint(setup.checkpoint, trust=trust)
     model.load_state_dict(state.get("state_dict", state))
     dev = torch.device(device)

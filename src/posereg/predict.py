@@ -29,7 +29,6 @@ in the run's joint order with v = the joint confidence (1 without one), and scor
 
 from __future__ import annotations
 
-import copy
 import glob
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from posereg.data.transforms import to_tensor_image, warp_image
 from posereg.errors import ConfigError, DataError
 from posereg.geometry import crop_camera, crop_transform, invert_affine
 from posereg.methods import PoseModule, build_module
+from posereg.methods.initial_weights import without_initial_weights
 from posereg.runs.checkpoints import load_checkpoint
 from posereg.skeletons import get_joint_set
 
@@ -78,7 +78,7 @@ def pick_device(name: str | None) -> torch.device:
 
 def load_module(cfg: DictConfig, checkpoint: Path, device: torch.device | str = "cpu") -> PoseModule:
     """The run's PoseModule with the checkpoint's weights (loaded safely), in eval mode on `device`."""
-    cfg = copy.deepcopy(cfg)
+    cfg = without_initial_weights(cfg)  # a copy: the checkpoint holds every weight
     with open_dict(cfg):
         cfg.data.metrics = {}  # prediction computes no metric: their annotation files need not exist
     module = build_module(cfg, data_info(cfg))

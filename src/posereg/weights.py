@@ -2,9 +2,10 @@
 
 Every load uses `torch.load(weights_only=True)` with the few globals that Lightning and posereg
 checkpoints hold allow-listed, so a crafted file cannot execute code; a file that needs anything else is
-refused with a message naming it (`trust_checkpoints=true` loads it with full unpickling). `load_matching`
-loads the tensors of a state dict that match a model by name and shape, after removing a wrapper prefix,
-and fails when too few do (a checkpoint of another network loads nothing useful).
+refused with a message naming it (`trust_checkpoints=true` loads it with full unpickling); a `.safetensors`
+file holds tensors only and is read by safetensors. `load_matching` loads the tensors of a state dict that
+match a model by name and shape, after removing a wrapper prefix, and fails when too few do (a checkpoint of
+another network loads nothing useful). `save_weights` writes a state dict in the formats `load_checkpoint` reads.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from posereg.errors import ConfigError
 # What posereg/Lightning checkpoints contain beyond tensors and plain containers: MultiStepLR's milestones.
 SAFE_GLOBALS: list[Any] = [collections.Counter, collections.defaultdict]
 TRUST_HINT = "if you trust the file, load it with trust_checkpoints=true"
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 
 class DamagedCheckpointError(ConfigError):
@@ -40,6 +42,8 @@ def load_checkpoint(path: str | Path, trust: bool = False, map_location: Any = "
         raise ConfigError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise DamagedCheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path, map_location)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             # full unpickling only when the user vouched for the file
@@ -58,6 +62,38 @@ def load_checkpoint(path: str | Path, trust: bool = False, map_location: Any = "
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DamagedCheckpointError(f"checkpoint {path} is damaged ({first})") from None
 
+
+def _load_safetensors(path: Path, map_location: Any) -> dict[str, Any]:
+    """The tensors of a `.safetensors` file (no code can run: the format holds tensors and a JSON header)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device=str(map_location))
+    except SafetensorError as err:
+        raise DamagedCheckpointError(f"checkpoint {path} is damaged ({err})") from None
+
+
+def weight_file(path: str | Path) -> Path:
+    """`path` as a weight file to write; ConfigError for a folder or a suffix other than WEIGHT_SUFFIXES."""
+    path = Path(path)
+    if path.is_dir() or path.suffix not in WEIGHT_SUFFIXES:
+        raise ConfigError(f"{path}: name the weight file to write *{', *'.join(WEIGHT_SUFFIXES)}")
+    return path
+
+
+def save_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """Write a state dict as `.safetensors` (tensors only) or `.pth` / `.pt` (torch.save)."""
+    path = weight_file(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().clone() for k, v in state.items()}  # own storage each: safetensors refuses shared
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(tensors, path)
+    else:
+        torch.save(tensors, path)
+    return path
 
 
 def strip_prefixes(state: dict[str, torch.Tensor], own: set[str]) -> dict[str, torch.Tensor]:
@@ -83,12 +119,17 @@ def tensors_of(checkpoint: Any, setting: str) -> dict[str, torch.Tensor]:
     return state
 
 
+def matching_tensors(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of `state` whose name and shape are those of a tensor of `own` (a model's state dict)."""
+    return {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+
+
 def load_matching(model: nn.Module, checkpoint: Any, min_fraction: float, setting: str) -> tuple[int, int, int]:
     """Load the tensors of `checkpoint` that match `model` by name and shape; ConfigError when they are fewer
     than `min_fraction` of the model's. Returns (loaded, model tensors, checkpoint tensors skipped)."""
     own = model.state_dict()
     state = strip_prefixes(tensors_of(checkpoint, setting), set(own))
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    usable = matching_tensors(state, own)
     fraction = len(usable) / max(len(own), 1)
     if fraction < min_fraction:
         example = next(iter(state), "")

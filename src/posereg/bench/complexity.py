@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from posereg.data.datamodule import data_info
 from posereg.errors import ConfigError
 from posereg.methods import build_net
+from posereg.methods.initial_weights import without_initial_weights
 from posereg.nets.complexity import model_complexity
 from posereg.paths import CONF_DIR
 from posereg.runs import register_resolvers
@@ -30,7 +31,7 @@ EXTRA = {"hourglass (2 stacks), i1": ["experiment=integral_h36m_hourglass", "met
 def _row(label: str, overrides: list[str]) -> dict[str, Any]:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-    c = model_complexity(build_net(cfg, data_info(cfg)), int(cfg.data.input_size))
+    c = model_complexity(build_net(without_initial_weights(cfg), data_info(cfg)), int(cfg.data.input_size))
     return {"model": label, "input": int(cfg.data.input_size), "joint_set": cfg.data.joint_set,
             "params_m": round(c.params / 1e6, 2), "gmacs": round(c.gmacs, 2)}
 

@@ -74,9 +74,10 @@ def resolve_auto_cut(cfg: DictConfig, info: Any) -> None:
         return
     from posereg.bench.sspnet import pick_cut_for_fps  # measuring belongs to the entry layer, not to nets
     from posereg.methods import build_net
+    from posereg.methods.initial_weights import without_initial_weights
 
     size = info.input_size if isinstance(info.input_size, int) else int(info.input_size[0])
-    name = pick_cut_for_fps(build_net(cfg, info), fps, size)
+    name = pick_cut_for_fps(build_net(without_initial_weights(cfg), info), fps, size)  # timed, not trained
     console.print(f"cut=auto:{fps:g}: {name} is the latest output at >= {fps:g} frames/s here")
     with open_dict(cfg):
         cfg.cut = name

@@ -86,6 +86,7 @@ def evaluate(run_path: Path, split: str = "val", ckpt: str = "best", overrides: 
     """Evaluate a run directory on a split and write eval_<split>.json beside it."""
     from posereg.data import build_datamodule
     from posereg.methods import build_module
+    from posereg.methods.initial_weights import without_initial_weights
 
     if split not in ("val", "test"):
         raise ConfigError(f"split={split}: choose val or test")
@@ -98,7 +99,7 @@ def evaluate(run_path: Path, split: str = "val", ckpt: str = "best", overrides: 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     resolve_auto_cut(cfg, datamodule.info)
-    model = build_module(cfg, datamodule.info)
+    model = build_module(without_initial_weights(cfg), datamodule.info)  # the checkpoint holds every weight
     trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
                                       enable_progress_bar=True, enable_model_summary=False,
                                       plugins=[SafeCheckpointIO(bool(cfg.trust_checkpoints))])

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from posereg.errors import ConfigError, DataError
-from posereg.grid import SweepPlan, launch, plan_sweep
+from posereg.grid import SweepPlan, compose_cell_config, launch, plan_sweep
 from posereg.report.build import build_report
 from posereg.report.manifest import grid_variant, write_manifest
 from posereg.report.template import list_templates, load_template, value_str
@@ -30,6 +30,17 @@ def run_bench_template(plan: SweepPlan) -> int:
     write_manifest(plan.grid_dir, plan.template, plan.grid, plan.bare_fixed(), ["posereg-sweep", plan.template.name])
     write_bench_runs(plan.template, plan.grid_dir, plan.grid, plan.fixed)
     return 0
+
+
+def fetch_pretrained_weights(plan: SweepPlan) -> None:
+    """The pretrained weights the grid's cells start from, each fetched once before any cell runs: offline, the
+    grid stops with one line instead of failing every cell (cells that cannot compose are left to `launch`)."""
+    from posereg.methods.initial_weights import fetch_pretrained
+
+    # seeds never change where the weights come from: one cell per combination of the other axes is composed
+    cells = {tuple((k, v) for k, v in cell.items() if k != "seed"): cell for cell in plan.cells()}
+    composed = [compose_cell_config(plan, cell) for cell in cells.values()]
+    fetch_pretrained(*[cfg for cfg in composed if not isinstance(cfg, str)])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         rc = 0
         if not args.report_only:
+            if template.kind != "bench":
+                fetch_pretrained_weights(plan)
             print(f"posereg-sweep: {plan.num_cells} cells -> {plan.grid_dir}", flush=True)
             rc = run_bench_template(plan) if template.kind == "bench" else launch(plan)
         if not args.no_report:

@@ -39,14 +39,19 @@ def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callbac
     """The recipe: seed, data, model, callbacks, loggers, trainer; fit; test; the run's metrics.json."""
     from posereg.data import build_datamodule
     from posereg.methods import build_module
+    from posereg.methods.initial_weights import fetch_pretrained, without_initial_weights
 
     check_run_settings(cfg)
+    resuming = session.resume_from is not None
+    if not resuming:  # before the data; offline: one line, and no run directory left behind
+        fetch_pretrained(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     datamodule = build_datamodule(cfg)
     resolve_auto_cut(cfg, datamodule.info)
-    model = build_module(cfg, datamodule.info)
+    # a resumed run's checkpoint holds every weight: its initial ones are neither downloaded nor read again
+    model = build_module(without_initial_weights(cfg) if resuming else cfg, datamodule.info)
     if cfg.init_from and session.resume_from is None:
         load_init_weights(model, str(cfg.init_from), float(cfg.init_from_min_fraction), session.trust_checkpoints)
     callbacks = session.callbacks() + instantiate_group(cfg.callbacks) + list(extra_callbacks or [])

@@ -29,6 +29,7 @@ from posereg.config import instantiate
 from posereg.data.datamodule import DataInfo
 from posereg.errors import ConfigError
 from posereg.methods.build import build_net
+from posereg.methods.initial_weights import without_initial_weights
 from posereg.methods.pose_module import Batch, PoseModule
 from posereg.metrics.skeleton import METRIC_NAMES, SkeletonMapSpec
 from posereg.nets.skeleton_fcn import SkeletonFCN
@@ -112,7 +113,7 @@ def load_stage1(run_dir: str | None, joint_set: str, input_size: int, spec: Skel
     info = DataInfo(joint_set=theirs[0], input_size=theirs[1], has_2d=True,
                     has_3d=int(OmegaConf.select(cfg, "data.dims", default=2) or 2) == 3,
                     depth_range=float(cfg.data.get("depth_range", 2000.0)), dataset_names=tuple(cfg.data.sources))
-    net = build_net(cfg, info)
+    net = build_net(without_initial_weights(cfg), info)  # every weight comes from the stage-1 checkpoint
     state = load_checkpoint(ckpt, trust=trust).get("state_dict", {})
     weights = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
     try:

@@ -33,11 +33,12 @@ MAP_CHANNELS = 6  # foreground RGB + background RGB
 
 
 def timm_backbone(name: str, checkpoint: str | None, timm_kwargs: Mapping[str, Any] | None,
-                  out_indices: Sequence[int], **extra: Any) -> Backbone:
-    """A Backbone from the `backbone` group's name/checkpoint/timm_kwargs plus the net's own timm kwargs."""
+                  out_indices: Sequence[int], pretrained: bool, **extra: Any) -> Backbone:
+    """A Backbone from the `backbone` group's name/checkpoint/timm_kwargs/pretrained plus the net's own timm
+    kwargs."""
     # the net, not the backbone group, decides the feature levels and input channels it needs
     return Backbone(str(name), out_indices=out_indices, checkpoint=checkpoint,
-                    timm_kwargs={**dict(timm_kwargs or {}), **extra})
+                    timm_kwargs={**dict(timm_kwargs or {}), **extra}, pretrained=pretrained)
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
@@ -83,10 +84,11 @@ class SkeletonFCN(PoseNet):
         timm_kwargs: Mapping[str, Any] | None = None,
         width: int = 256,
         prior: float = 0.02,
+        pretrained: bool = False,
     ):
         super().__init__()
         check_input_size(input_size, STRIDES[-1], "the skeleton-map FCN")
-        self.backbone = timm_backbone(backbone, checkpoint, timm_kwargs, LEVELS)
+        self.backbone = timm_backbone(backbone, checkpoint, timm_kwargs, LEVELS, pretrained)
         if tuple(self.backbone.strides) != STRIDES:
             raise ConfigError(f"backbone.name={backbone}: the skeleton-map FCN needs res2..res5 features at strides "
                               f"{STRIDES}, this backbone gives {tuple(self.backbone.strides)} (use a ResNet)")

@@ -49,6 +49,7 @@ class SkeletonRegressor(PoseNet):
         regress_size: int = 224,
         checkpoint: str | None = None,
         timm_kwargs: Mapping[str, Any] | None = None,
+        pretrained: bool = False,
     ):
         super().__init__()
         if source not in SOURCES:
@@ -56,7 +57,7 @@ class SkeletonRegressor(PoseNet):
         self.source = source
         self.in_chans = 3 if source == "rgb" else MAP_CHANNELS
         self.regress_size = int(regress_size)
-        self.backbone = timm_backbone(backbone, checkpoint, timm_kwargs, (4,), in_chans=self.in_chans)
+        self.backbone = timm_backbone(backbone, checkpoint, timm_kwargs, (4,), pretrained, in_chans=self.in_chans)
         if self.regress_size <= 0 or self.regress_size % self.backbone.out_stride:
             raise ConfigError(f"method.net.regress_size={regress_size}: must be a positive multiple of the backbone "
                               f"stride {self.backbone.out_stride}")
