@@ -160,3 +160,25 @@ def test_channels_last_and_compile_train_on_cuda(make_cfg, tmp_path):
     state = torch.load(RunDir(tmp_path / "run").last_ckpt, weights_only=False)["state_dict"]
     assert not any("_orig_mod" in k for k in state)  # compiled in place: checkpoints keep their names
     assert math.isfinite(evaluate(tmp_path / "run", split="val", ckpt="last")["metrics"]["val/loss"])
+
+
+def test_a_cuda_graph_replay_of_an_sspnet_cut_equals_its_eager_forward():
+    # bench/gpu_check.sh times SSP-Net at batch 1 as CUDA graph replays: they must compute what the network does
+    from posereg.bench.sspnet import graphed
+    from posereg.nets.sspnet import SSPNet
+
+    def tensors(outputs: list[dict]) -> list[torch.Tensor]:
+        return [v for o in outputs for _, v in sorted(o.items()) if torch.is_tensor(v)]
+
+    torch.manual_seed(0)
+    net = SSPNet(4, growth=8, num_pyramids=2, num_levels=2, input_size=64).cuda().eval()
+    x = torch.randn(1, 3, 64, 64, device="cuda")
+    with torch.inference_mode():
+        first = tensors(net(x, cut=1))
+        replay = graphed(lambda inp: net(inp, cut=1), x)
+        x.copy_(torch.randn(1, 3, 64, 64, device="cuda"))  # a replay reads the buffer as it is now
+        eager = tensors(net(x, cut=1))
+        replayed = tensors(replay(x))
+    assert len(replayed) == len(eager) > 0
+    torch.testing.assert_close(replayed, eager)
+    assert not torch.equal(first[0], eager[0])

@@ -245,6 +245,23 @@ def test_ctrl_c_exits_130_and_leaves_a_resumable_run(tmp_path):
     assert "re-run the same command to resume" in out
 
 
+@pytest.mark.timeout(300)
+def test_sigterm_to_the_process_group_with_persistent_loader_workers_interrupts_and_leaves_none(tmp_path):
+    # `timeout` and schedulers signal the whole group: the workers must outlive the signal until last.ckpt is
+    # written, and must not keep the trainer waiting at its exit (they ignore SIGTERM only while it runs)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "helpers.train_until", str(run), "9", *BASE, "data.num_workers=1",
+           "data.persistent_workers=true"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**_env(), "KILL_SIGNAL": "TERM", "KILL_GROUP": "1"})
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 143, out[-3000:]
+    assert RunDir(run).read_status()["status"] == "interrupted"
+    assert load_checkpoint(RunDir(run).last_ckpt)["global_step"] == 10  # the step the signal came at completes
+    with pytest.raises(ProcessLookupError):  # the group (the trainer's session) is empty: no worker survived
+        os.killpg(proc.pid, 0)
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("override,names", [
     ("data.batch_size=abc", "data.batch_size"),

@@ -262,3 +262,17 @@ def test_generic_module_builds_sspnet_and_exits_early(make_cfg):
     assert [o["name"] for o in outs] == ["p1l1", "p1l2", "p2l1"]
     with pytest.raises(ConfigError, match="p3l1"):
         build_module(make_cfg("method=sspnet", "method.net.num_pyramids=2", "cut=p3l1"), info)
+
+
+def test_bench_times_the_cuts_asked_for_and_the_full_network(tmp_path):
+    from posereg.bench.sspnet import run_sspnet_bench
+
+    small = {"input_size": 64, "growth": 8, "num_pyramids": 2, "num_levels": 2, "num_joints": 4, "repeats": 1,
+             "warmup": 0, "out_dir": None}
+    rep = run_sspnet_bench(cuts=["p1l2"], **small)
+    assert [r["cut"] for r in rep["cuts"]] == ["p1l2", "p2l0"]  # the full network is always timed
+    assert [r["map_size"] for r in rep["cuts"]] == [2, 8] and rep["cuts"][-1]["batch"]["1"]["speedup"] == 1.0
+    with pytest.raises(ConfigError, match="p9l1"):
+        run_sspnet_bench(cuts=["p9l1"], **small)
+    with pytest.raises(ConfigError, match="cuda_graphs"):
+        run_sspnet_bench(cuda_graphs=True, **small)

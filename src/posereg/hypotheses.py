@@ -215,6 +215,7 @@ def fingerprint(gt: Mapping[str, Any]) -> str:
 def predict(setup: RunSetup, split: str, trust: bool, device: str, reference: Mapping[str, Any] | None,
             role: str) -> Predictions:
     """Run the module of `setup` over the split; ConfigError as soon as a batch's GT differs from `reference`."""
+    from posereg.data.workers import closing_loader
     from posereg.methods import build_module
     from posereg.methods.initial_weights import without_initial_weights
 
@@ -227,7 +228,7 @@ def predict(setup: RunSetup, split: str, trust: bool, device: str, reference: Ma
     dm.setup("validate" if split == "val" else "test")
     loader = dm.val_dataloader() if split == "val" else dm.test_dataloader()
     preds_2d, preds_3d, gts, seen = [], [], [], 0
-    with torch.no_grad():
+    with torch.no_grad(), closing_loader(loader):
         for i, batch in enumerate(loader):
             batch = _to(batch, dev)
             out = model.predict_step(batch, i)

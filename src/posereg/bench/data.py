@@ -23,7 +23,7 @@ from posereg.data.decode import turbojpeg
 from posereg.data.records import RecordDataset
 from posereg.data.synth import SynthPose
 from posereg.data.transforms import AugmentConfig
-from posereg.data.workers import loader_worker_init
+from posereg.data.workers import closing_loader, loader_worker_init
 from posereg.paths import CONF_DIR, real_slices_dir
 
 
@@ -89,18 +89,19 @@ def loading_overhead(steps: int = 30, batch_size: int = 32, input_size: int = 12
     for _ in range(steps):
         step(batch)
     t_pre = (time.perf_counter() - start) / steps
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, persistent_workers=False,
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
                         worker_init_fn=loader_worker_init())
-    it = iter(loader)
-    step(next(it))  # worker start-up outside the timing
-    start = time.perf_counter()
-    n = 0
-    for b in it:
-        step(b)
-        n += 1
-        if n == steps:
-            break
-    t_load = (time.perf_counter() - start) / max(n, 1)
+    with closing_loader(loader):  # its workers end here, not whenever the iterator is collected
+        it = iter(loader)
+        step(next(it))  # worker start-up outside the timing
+        start = time.perf_counter()
+        n = 0
+        for b in it:
+            step(b)
+            n += 1
+            if n == steps:
+                break
+        t_load = (time.perf_counter() - start) / max(n, 1)
     return {"bench": "train_step_loading_vs_preloaded", "batch_size": batch_size, "input_size": input_size,
             "num_workers": num_workers, "steps": n, "s_per_step_preloaded": round(t_pre, 4),
             "s_per_step_loading": round(t_load, 4), "value": round(t_load / t_pre, 3), "goal": "<= 1.05"}

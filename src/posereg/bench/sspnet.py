@@ -11,8 +11,10 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -50,6 +52,29 @@ def time_forward(fn, device: torch.device, repeats: int, warmup: int, clock: str
     return times
 
 
+def graphed(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Callable[[torch.Tensor], Any]:
+    """`fn` on the input buffer `x`, captured once as a CUDA graph: a call replays it (one launch for all kernels)
+    and returns the captured outputs, overwritten by the replay.
+
+    The result ignores its argument: a replay reads `x` (the benchmark's input never changes).
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # capture needs its warm-up (cuDNN plans, allocations) on a side stream
+        for _ in range(3):
+            fn(x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn(x)
+
+    def replay(inp: torch.Tensor) -> Any:
+        graph.replay()
+        return out
+
+    return replay
+
+
 def measure_cuts(
     net: PoseNet,
     input_size: int,
@@ -62,19 +87,28 @@ def measure_cuts(
     channels_last: bool = False,
     compile_model: bool = False,
     clock: str = "wall",
+    cuda_graphs: bool = False,
 ) -> dict[str, float]:
-    """Median latency in seconds of forward(x, cut=i) for each output name (default: all outputs)."""
+    """Median latency in seconds of forward(x, cut=i) for each output name (default: all outputs).
+
+    `cuda_graphs` replays each cut as one captured CUDA graph: what is left when launch overhead is taken away.
+    """
+    if cuda_graphs and device.type != "cuda":
+        raise ConfigError("bench cuda_graphs: CUDA graphs need device=cuda")
     names = cuts or net.output_names
     x = torch.randn(batch_size, 3, input_size, input_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    fns = {}
-    for name in names:
-        fn = lambda inp, c=net.output_names.index(name): net(inp, cut=c)  # noqa: E731
-        fns[name] = torch.compile(fn) if compile_model else fn
     times: dict[str, list[float]] = {n: [] for n in names}
-    autocast = torch.autocast(device.type, dtype=torch.float16) if amp else nullcontext()
+    # autocast's cache of cast weights lives only inside one autocast block: a graph must cast them itself
+    autocast = torch.autocast(device.type, dtype=torch.float16, cache_enabled=not cuda_graphs) if amp \
+        else nullcontext()
     with torch.inference_mode(), autocast:
+        fns = {}
+        for name in names:
+            fn = lambda inp, c=net.output_names.index(name): net(inp, cut=c)  # noqa: E731
+            fn = torch.compile(fn) if compile_model else fn
+            fns[name] = graphed(fn, x) if cuda_graphs else fn
         for name in names:
             time_forward(lambda f=fns[name]: f(x), device, 0, warmup)
         # Round-robin over the cuts so that load from other processes spreads over all of them.
@@ -151,13 +185,17 @@ def run_sspnet_bench(
     out_dir: str | Path | None = "bench",
     tag: str | None = None,
     quick: bool = False,
+    cuts: list[str] | None = None,
+    cuda_graphs: bool = False,
 ) -> dict:
-    """Latency / frames/s of every cut at each batch size, with speed-ups vs the full network.
+    """Latency / frames/s of every cut (or of `cuts` and the full network) at each batch size, with speed-ups
+    vs the full network.
 
     CPU defaults are short (batch 1, 5 repeats, one thread, process CPU time so that other jobs on a
     shared machine do not distort the ratios); CUDA defaults to batches 1 and 32, channels-last, fp16
-    autocast and wall-clock time. `quick` swaps in the small CPU variant (128 px, growth 32, K=4). Writes
-    `<out_dir>/sspnet_<tag>.json` and `.md` unless out_dir is None.
+    autocast and wall-clock time; `cuda_graphs` replays each cut as a captured CUDA graph. `quick` swaps in
+    the small CPU variant (128 px, growth 32, K=4). Writes `<out_dir>/sspnet_<tag>.json` and `.md` unless
+    out_dir is None.
     """
     if quick:
         input_size, growth, num_pyramids = 128, 32, 4
@@ -181,12 +219,17 @@ def run_sspnet_bench(
                  input_size=input_size).to(dev).eval()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    rows = {n: {"cut": n, "index": i, "map_size": input_size // 8 // 2 ** int(n.split("l")[1]), "batch": {}}
-            for i, n in enumerate(net.output_names)}
+    full_name = net.output_names[-1]
+    unknown = sorted(set(cuts or ()) - set(net.output_names))
+    if unknown:
+        raise ConfigError(f"bench cuts: {', '.join(unknown)} not among the outputs {', '.join(net.output_names)}")
+    names = [n for n in net.output_names if cuts is None or n in cuts or n == full_name]
+    rows = {n: {"cut": n, "index": net.output_names.index(n),
+                "map_size": input_size // 8 // 2 ** int(n.split("l")[1]), "batch": {}} for n in names}
     for b in batch_sizes:
-        lat = measure_cuts(net, input_size, dev, b, repeats, warmup, amp=amp, channels_last=channels_last,
-                           compile_model=compile_model, clock=clock)
-        full = lat[net.output_names[-1]]
+        lat = measure_cuts(net, input_size, dev, b, repeats, warmup, names, amp=amp, channels_last=channels_last,
+                           compile_model=compile_model, clock=clock, cuda_graphs=cuda_graphs)
+        full = lat[full_name]
         for n, t in lat.items():
             rows[n]["batch"][str(b)] = {"latency_s": t, "fps": b / t, "speedup": full / t}
     report = {
@@ -196,7 +239,7 @@ def run_sspnet_bench(
         "config": {"input_size": input_size, "growth": growth, "num_pyramids": num_pyramids,
                    "num_levels": num_levels, "num_joints": num_joints, "batch_sizes": list(batch_sizes),
                    "repeats": repeats, "warmup": warmup, "channels_last": channels_last, "amp": amp,
-                   "compile": compile_model, "clock": clock,
+                   "compile": compile_model, "cuda_graphs": cuda_graphs, "clock": clock,
                    "params_m": sum(p.numel() for p in net.parameters()) / 1e6},
         "paper": PAPER,
         "cuts": list(rows.values()),
@@ -222,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--cuda-graphs", action="store_true", help="replay each cut as a captured CUDA graph")
+    p.add_argument("--cuts", nargs="*", default=None, help="these cuts and the full network (default: every cut)")
     p.add_argument("--clock", choices=sorted(CLOCKS), default=None)
     p.add_argument("--out-dir", default="bench")
     p.add_argument("--tag", default=None)
@@ -229,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     report = run_sspnet_bench(a.device, a.input_size, a.growth, a.pyramids, a.levels,
                               batch_sizes=tuple(a.batch) if a.batch else None, repeats=a.repeats,
                               compile_model=a.compile, threads=a.threads, clock=a.clock, out_dir=a.out_dir,
-                              tag=a.tag)
+                              tag=a.tag, cuts=a.cuts, cuda_graphs=a.cuda_graphs)
     print(_markdown(report))
 
 

@@ -12,7 +12,6 @@ the cores it needs. Precision, channels_last and torch.compile follow the config
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
@@ -202,12 +201,15 @@ def time_end_to_end(work: Workload, loader: Any, workers: int, steps: int) -> li
 
 def measure(work: Workload, workers: int, steps: int, rounds: int) -> dict[str, Any]:
     """The triple for one worker count: medians over `rounds` interleaved model-only / end-to-end blocks."""
-    loader = work.loader(workers)
-    model, e2e = [], []
-    for _ in range(rounds):  # interleaved, so that other load on the machine hits both alike
-        model += time_model_only(work, steps)
-        e2e += time_end_to_end(work, loader, workers, steps)
-    load = statistics.median(time_loader_only(work, loader, workers, steps))
+    from posereg.data.workers import closing_loader
+
+    # its workers end with the block, before the next loader forks (a fork must not inherit this one's)
+    with closing_loader(work.loader(workers)) as loader:
+        model, e2e = [], []
+        for _ in range(rounds):  # interleaved, so that other load on the machine hits both alike
+            model += time_model_only(work, steps)
+            e2e += time_end_to_end(work, loader, workers, steps)
+        load = statistics.median(time_loader_only(work, loader, workers, steps))
     b = work.batch_size
     row = {"workers": workers, "batch_size": b, "steps": steps, "rounds": rounds,
            "model_steps_per_s": 1 / statistics.median(model), "loader_batches_per_s": 1 / load,
@@ -217,8 +219,6 @@ def measure(work: Workload, workers: int, steps: int, rounds: int) -> dict[str, 
     row["loader_img_per_s"] = row["loader_batches_per_s"] * b
     row["ratio"] = row["e2e_steps_per_s"] / row["model_steps_per_s"]
     row["loader_headroom"] = row["loader_batches_per_s"] / row["model_steps_per_s"]
-    del loader
-    gc.collect()  # its workers end now, before the next loader forks (a fork must not inherit this one's)
     return row
 
 

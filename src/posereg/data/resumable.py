@@ -25,15 +25,14 @@ class ResumableDataLoader(DataLoader):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.batch_sampler.sampler = _EpochSetter(self)
+        self._next = self.batch_sampler.sampler = _EpochSetter()
         self.epoch = 0  # epoch of the current (or last) iteration
         self.completed = 0  # batches of that epoch trained on
         self.num_batches = len(self)  # batches Lightning takes per epoch (limit_train_batches), set by the tracker
-        self._next_epoch = 0
         self._skip = 0
 
     def __iter__(self) -> Iterator[Any]:
-        self.epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
+        self.epoch, self._next.epoch = self._next.epoch, self._next.epoch + 1
         skip, self._skip = self._skip, 0
         self.completed = skip
         self.batch_sampler.set_epoch(self.epoch)
@@ -43,7 +42,7 @@ class ResumableDataLoader(DataLoader):
 
     def start_at(self, epoch: int) -> None:
         """Make the next iteration yield `epoch` from its start (a mid-epoch state loaded later still wins)."""
-        self._next_epoch, self._skip = int(epoch), 0
+        self._next.epoch, self._skip = int(epoch), 0
 
     def state_dict(self) -> dict[str, int]:
         """Epoch and position inside it."""
@@ -53,19 +52,24 @@ class ResumableDataLoader(DataLoader):
         """Continue the saved epoch after its completed batches, or start the next one if it had finished."""
         epoch, completed = int(state.get("epoch", 0)), int(state.get("completed", 0))
         if completed >= int(state.get("num_batches", len(self))):
-            self._next_epoch, self._skip = epoch + 1, 0
+            self._next.epoch, self._skip = epoch + 1, 0
         else:
-            self._next_epoch, self._skip = epoch, completed
+            self._next.epoch, self._skip = epoch, completed
 
 
 class _EpochSetter:
-    """Where Lightning's `set_epoch(fit-loop epoch)` lands: it selects the epoch the next iteration yields."""
+    """Where Lightning's `set_epoch(fit-loop epoch)` lands: the epoch the loader's next iteration yields.
 
-    def __init__(self, loader: ResumableDataLoader) -> None:
-        self.loader = loader
+    It holds the epoch rather than the loader: a loader -> batch sampler -> loader cycle would leave a dropped
+    loader to the cyclic garbage collector, which finalizes the worker queues before the iterator can use
+    them to end its persistent workers (they then wait forever).
+    """
+
+    def __init__(self) -> None:
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.loader._next_epoch = int(epoch)
+        self.epoch = int(epoch)
 
 
 class BatchPositionTracker(pl.Callback):
