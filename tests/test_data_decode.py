@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from posereg.data import coco, decode, h36m, mpii
-from posereg.data.decode import Region, crop_step, crop_window, dct_scale, decode_for_crop, turbojpeg
-from posereg.data.records import make_sample, read_image
+from posereg.data.decode import Region, crop_step, crop_window, dct_scale, decode_for_crop, read_image, turbojpeg
+from posereg.data.records import make_sample
 from posereg.data.transforms import AugmentConfig, apply_values, denormalize_image, to_tensor_image, warp_image
 from posereg.errors import ConfigError, DataError
 from posereg.geometry import crop_transform

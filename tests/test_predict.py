@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 from conftest import TINY, compose_config
 from posereg.cli.predict import main
 from posereg.data import build_datamodule
-from posereg.data.records import PoseRecord, make_sample, read_image
+from posereg.data.decode import read_image
+from posereg.data.records import PoseRecord, make_sample
 from posereg.errors import ConfigError
 from posereg.geometry import project
 from posereg.methods import build_module

@@ -16,7 +16,7 @@ import yaml
 from posereg.cli.report import main as report_main
 from posereg.errors import ConfigError
 from posereg.report.build import build_report, make_table, write_manifest
-from posereg.report.claims import FEW_SEEDS
+from posereg.report.claims import FEW_SEEDS, evaluate_claims
 from posereg.report.collect import collect, read_csv_metrics
 from posereg.report.paper import lookup, resolve
 from posereg.report.table import build_table
@@ -88,6 +88,7 @@ def toy_grid(tmp_path: Path) -> Path:
 
 def test_table_means_stds_and_paper_deltas(toy_grid: Path) -> None:
     table = build_table(parse_template(TEMPLATE), collect([toy_grid]), fixed={"data": "synth2d"})
+    table.claims = evaluate_claims(table)
     h1_auc = table.cells[("h1", "", "val/auc")]
     assert h1_auc.mean == 52.0 and h1_auc.std == pytest.approx(math.sqrt(8.0))
     assert table.cells[("h1", "", "val/pckh@0.5")].std == pytest.approx(math.sqrt(2.0))

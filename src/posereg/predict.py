@@ -42,7 +42,7 @@ from omegaconf import DictConfig, open_dict
 
 from posereg.data.coco import box_to_crop
 from posereg.data.datamodule import data_info
-from posereg.data.records import read_image
+from posereg.data.decode import read_image
 from posereg.data.transforms import to_tensor_image, warp_image
 from posereg.errors import ConfigError, DataError
 from posereg.geometry import crop_camera, crop_transform, invert_affine

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from posereg.report.claims import evaluate_claims
 from posereg.report.collect import collect, expand
 from posereg.report.members import merge_grids
 from posereg.report.plots import all_plots
@@ -76,8 +77,10 @@ def make_table(paths: list[str | Path], template: str | Path | Template | None =
         grid = merge_grids(t.grid, launched) if not t.inferred else launched
     fixed = {k: str(v) for k, v in (manifest.get("fixed") or {}).items()} if manifest else None
     source = str(dirs[0]) if len(dirs) == 1 else f"{len(dirs)} paths in {os.path.commonpath(dirs)}"
-    return build_table(t, records, grid=grid, fixed=fixed, experiment=dirs[0].name if manifest else None,
-                       source=source)
+    table = build_table(t, records, grid=grid, fixed=fixed, experiment=dirs[0].name if manifest else None,
+                        source=source)
+    table.claims = evaluate_claims(table)
+    return table
 
 
 def build_report(paths: list[str | Path], template: str | Path | Template | None = None,

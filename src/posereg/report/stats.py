@@ -25,11 +25,6 @@ class Estimate:
     n: tuple[int, ...]
     df: float | None
 
-    @property
-    def half_width(self) -> float:
-        """Half the interval's width (the ± of `mean ± h`)."""
-        return (self.high - self.low) / 2.0
-
 
 def _t_half(se: float, df: float | None) -> float:
     if se == 0.0 or df is None:

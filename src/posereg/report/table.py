@@ -240,9 +240,8 @@ def build_table(
     source: str = "",
 ) -> Table:
     """Aggregate runs into the template's layout over `grid` (default: the template's); every other run
-    under the folder is kept as a foreign run with the reason."""
-    from posereg.report.claims import evaluate_claims
-
+    under the folder is kept as a foreign run with the reason. The claims' verdicts are filled in by
+    `posereg.report.claims.evaluate_claims` (posereg.report.build.make_table does)."""
     grid = dict(grid if grid is not None else template.grid)
     if not grid:
         grid = infer_grid(records)
@@ -280,7 +279,6 @@ def build_table(
         protocol=check_protocol(template, members),
         source=source,
     )
-    table.claims = evaluate_claims(table)
     return table
 
 
