@@ -14,20 +14,22 @@ deviation of the compared cells (in B, over seeds).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
 from pathlib import Path
 
+from posereg.jsonio import DamagedFileError
+from posereg.runs import RunDir
+
 
 def final_metrics(run: Path) -> dict[str, float] | None:
     """A done run's final metrics (the `final` and `test` sections of metrics.json), or None."""
     try:
-        if json.loads((run / "status.json").read_text()).get("status") != "done":
+        if RunDir(run).read_status().get("status") != "done":
             return None
-        m = json.loads((run / "metrics.json").read_text())
-    except (OSError, ValueError):
+        m = RunDir(run).read_metrics()
+    except (OSError, DamagedFileError):
         return None
     return {**m.get("final", {}), **m.get("test", {})}
 

@@ -19,11 +19,11 @@ from posereg.data.decode import read_image
 from posereg.data.records import PoseRecord, make_sample
 from posereg.errors import ConfigError
 from posereg.geometry import project
+from posereg.inference.boxes import read_boxes
 from posereg.methods import build_module
 from posereg.paths import real_slices_dir
-from posereg.predict import read_boxes
-from posereg.runs.checkpoints import load_checkpoint
 from posereg.skeletons import get_joint_set
+from posereg.weights import load_checkpoint
 
 SMALL = ["backbone.name=resnet10t", "method.head.width=32"]
 

@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         elif not args.paths:
             raise ConfigError("posereg-report: give a grid dir, e.g. `posereg-report runs/integral_table1`")
         elif args.to_tensorboard:
-            from posereg.loggers import csv_to_tensorboard
-            from posereg.report.collect import expand, find_run_dirs
+            from posereg.report.collect import expand
+            from posereg.runs import find_run_dirs
+            from posereg.training.loggers import csv_to_tensorboard
 
             for run in (d for root in expand(args.paths) for d in find_run_dirs(root)):
                 print(f"wrote {csv_to_tensorboard(run)}")

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # The prepared GPU check: one H100/H200, at most 8 minutes, no network. Run from anywhere:
 #
-#   bash bench/gpu_check.sh                 # on the GPU machine (after `make wheelhouse` where an index is reachable)
-#   bash bench/gpu_check.sh --cpu-dry-run   # anywhere: the same steps on the CPU with tiny sizes
-#   bash bench/gpu_check.sh --setup-only    # only (a): the virtualenv that scripts/gpu_grids.sh trains with
+#   bash scripts/gpu_check.sh                 # on the GPU machine (after `make wheelhouse` where an index is reachable)
+#   bash scripts/gpu_check.sh --cpu-dry-run   # anywhere: the same steps on the CPU with tiny sizes
+#   bash scripts/gpu_check.sh --setup-only    # only (a): the virtualenv that scripts/gpu_grids.sh trains with
 #
 # (a) makes a fresh virtualenv over the machine's own torch (`python -m venv --system-site-packages`; when that
 #     python is itself a virtualenv, as the GPU image's /opt/torch/.venv, a .pth file chains its packages in) and
 #     installs posereg with `pip install --no-index --find-links wheelhouse -e .[fastjpeg]`: torch, torchvision and
 #     the rest already there are kept (TORCH_SPEC= semantics), only what the image lacks comes from wheelhouse/;
 # (b) runs the `gpu` tests (tests/test_gpu.py);
-# (c) measures (bench/gpu_check.py) end-to-end img/s of quickstart and of the ResNet-50 256² I1 preset on SynthPose
+# (c) measures (scripts/gpu_check.py) end-to-end img/s of quickstart and of the ResNet-50 256² I1 preset on SynthPose
 #     and on real images, the model-only / loader-only / end-to-end triple, SSP-Net FPS (full and p4l1, batch 1 and
 #     32), fp32 vs bf16 and eager vs compiled, and writes gpu_check.json + gpu_check.md (+ logs) under $OUT, or
-#     bench/gpu/ when OUT is unset.
+#     docs/benchmarks/gpu/ when OUT is unset.
 # Settings (environment): PYTHON (the interpreter with torch; python3), VENV (/tmp/posereg-gpu-venv), WHEELHOUSE
 # (wheelhouse), WORKERS (loader workers, 12), BUDGET_S (seconds for everything, 470), POSEREG_REAL_SLICES (the real
 # data slices; default ../shared/data/real_slices beside the checkout: without them the real-image rows are skipped).
@@ -25,9 +25,9 @@ case "${1:-}" in
   --cpu-dry-run) dry="--cpu-dry-run" ;;
   --setup-only) dry="setup-only" ;;
   "") ;;
-  *) echo "usage: bash bench/gpu_check.sh [--cpu-dry-run | --setup-only]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/gpu_check.sh [--cpu-dry-run | --setup-only]" >&2; exit 2 ;;
 esac
-out=${OUT:-bench/gpu}
+out=${OUT:-docs/benchmarks/gpu}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 venv=${VENV:-/tmp/posereg-gpu-venv}
@@ -92,8 +92,8 @@ tests_exit=$?
 tail -3 "$out/gpu_tests.log"
 
 # (c) the measurements, inside what is left of the budget
-say "bench/gpu_check.py"
-WANDB_MODE=offline "$venv/bin/python" bench/gpu_check.py --out "$out" --started "$started" \
+say "scripts/gpu_check.py"
+WANDB_MODE=offline "$venv/bin/python" scripts/gpu_check.py --out "$out" --started "$started" \
   --deadline "$((started + budget))" --workers "${WORKERS:-12}" --tests-xml "$out/gpu_tests.xml" \
   --tests-exit "$tests_exit" $dry 2>"$out/gpu_check.log"
 bench_exit=$?

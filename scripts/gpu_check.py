@@ -1,4 +1,4 @@
-"""The measuring half of bench/gpu_check.sh: throughput, SSP-Net FPS, eager vs compiled, fp32 vs bf16 on one GPU.
+"""The measuring half of scripts/gpu_check.sh: throughput, SSP-Net FPS, eager vs compiled, fp32 vs bf16 on one GPU.
 
 Writes gpu_check.json and gpu_check.md into --out. Sections run in order of importance and each one is skipped
 (and named as skipped) when the time left before --deadline is below its estimate, so that the whole check
@@ -34,9 +34,9 @@ import torch
 
 from posereg.bench.lightning_overhead import lightning_overhead
 from posereg.bench.sspnet import run_sspnet_bench
-from posereg.bench.throughput import Workload, compose_preset, pick_device, throughput, time_model_only
+from posereg.bench.throughput import Workload, compose_preset, throughput, time_model_only
+from posereg.devices import amp_precision, pick_device
 from posereg.paths import real_slices_dir
-from posereg.perf import amp_precision
 
 # ResNet-18 / ResNet-50 at their preset sizes on the GPU; the dry run swaps in tiny sizes (same code paths)
 PRESETS = {
@@ -249,7 +249,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line (bench/gpu_check.sh calls it)."""
+    """Command line (scripts/gpu_check.sh calls it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--deadline", type=float, default=None, help="unix time by which to be done")
