@@ -55,7 +55,7 @@ dashboard: install
 show: install
 	$(BIN)/posereg-show $(ARGS)
 
-# Wheels for a GPU machine that has its own torch stack but no package index (bench/gpu_check.sh installs from
+# Wheels for a GPU machine that has its own torch stack but no package index (scripts/gpu_check.sh installs from
 # them, without an index, only the distributions that machine lacks): the packages posereg needs beyond the torch
 # stack (hydra-core, omegaconf, the two Hydra launchers, albumentations, pycocotools, wandb, turbojpeg) and their
 # pure-Python / small dependencies, at the versions tested here, for CPython $(WHEEL_PY) on manylinux x86_64

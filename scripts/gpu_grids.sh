@@ -11,7 +11,7 @@
 #
 # Settings (environment): JOBS (cells at once, 8), WORKERS (SynthPose loader workers per cell, 2), BUDGET_S
 # (seconds for everything, setup included, 470), RUNS (/tmp/posereg-gpu-runs), TRAINER (gpu; cpu for a dry run
-# anywhere), VENV (/tmp/posereg-gpu-venv: made by `bench/gpu_check.sh --setup-only` when it has no
+# anywhere), VENV (/tmp/posereg-gpu-venv: made by `scripts/gpu_check.sh --setup-only` when it has no
 # posereg-sweep), POSEREG_GIT_COMMIT (the commit each run's status.json records: a copied .git can be missing or
 # older than the files beside it).
 # A cell cut off by the deadline is left interrupted; the next call (with the run directories unpacked into RUNS
@@ -23,7 +23,7 @@ templates=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do templates+=("$1"); shift; done
 [ $# -gt 0 ] && shift
 [ ${#templates[@]} -gt 0 ] || { echo "usage: bash scripts/gpu_grids.sh TEMPLATE... [-- OVERRIDE...]" >&2; exit 2; }
-out=${OUT:-bench/gpu}
+out=${OUT:-docs/benchmarks/gpu}
 runs=${RUNS:-/tmp/posereg-gpu-runs}
 venv=${VENV:-/tmp/posereg-gpu-venv}
 trainer=${TRAINER:-gpu}
@@ -33,7 +33,7 @@ mkdir -p "$out" "$runs"
 
 if [ ! -x "$venv/bin/posereg-sweep" ]; then
   say "setting up $venv"
-  VENV=$venv bash bench/gpu_check.sh --setup-only || exit 2
+  VENV=$venv bash scripts/gpu_check.sh --setup-only || exit 2
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.csv" 2>/dev/null
 

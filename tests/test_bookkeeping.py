@@ -1,22 +1,37 @@
 """Bookkeeping a researcher relies on: run keys that mean the experiment, debug=tiny keeps what it is told,
-checkpoint retention and posereg-clean, TensorBoard events from a CSV history."""
+checkpoint retention and posereg-clean, TensorBoard events from a CSV history, runs stored by older posereg."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from conftest import compose_config
 from posereg.cli.clean import main as clean
 from posereg.cli.eval import evaluate
+from posereg.cli.eval import main as eval_main
 from posereg.cli.train import train_task
+from posereg.data.transforms import AugmentConfig
+from posereg.errors import ConfigError
 from posereg.paths import CONF_DIR
 from posereg.runs import RunDir, register_resolvers
+from posereg.runs.migrate import migrate_config
 from posereg.weights import load_checkpoint
 
 SMALL = ["backbone.name=resnet10t", "method.head.width=16", "data.input_size=32", "trainer.max_epochs=1"]
+# configs stored by commit 85c4746 (before the folder-per-feature move), and the overrides they were composed with
+STORED = Path(__file__).parent / "data"
+TINY_MAPS = ["debug=tiny", "logger=none", "trainer.max_epochs=1", "trainer.precision=32-true", "num_threads=1",
+             "data.sources.synth.length.train=64", "data.sources.synth.length.val=16",
+             "data.sources.synth.length.test=16", "data.epoch_length=64", "experiment=deepskeleton_synth_maps",
+             "method.net.width=16"]
+OLD_CONFIGS = {"config_85c4746_deepskeleton_synth_maps_tiny.yaml": TINY_MAPS,
+               "config_85c4746_luvizon_synth.yaml": ["experiment=luvizon_synth"]}
 
 
 def _run_dir(*overrides: str) -> str:
@@ -141,3 +156,47 @@ def test_is_held_tells_a_live_lock_from_a_leftover_file(tmp_path):
     lock.release()
     (tmp_path / ".lock").write_text('{"host": "h", "pid": 1}')  # what a SIGKILLed owner leaves
     assert not is_held(tmp_path)
+
+
+def _flat(cfg) -> dict:
+    """Dotted keys -> values as stored (interpolations unresolved), without the machine's paths."""
+    out: dict = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+        elif not prefix.startswith("paths."):
+            out[prefix] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(OLD_CONFIGS))
+def test_a_config_stored_before_the_move_reads_as_todays(name):
+    old = OmegaConf.load(STORED / name)
+    today = compose_config(OLD_CONFIGS[name])
+    migrated = migrate_config(old)
+    assert _flat(migrated) == _flat(today)  # moved `_target_`s renamed, augmentation keys as the old defaults
+    assert _flat(old) != _flat(today)
+    if old.data.augment.enabled:  # the old block relied on Python defaults that no longer exist
+        with pytest.raises(ConfigError, match=r"^data.augment.photometric_prob is missing"):
+            AugmentConfig.from_cfg(old.data.augment)
+        assert AugmentConfig.from_cfg(migrated.data.augment) == AugmentConfig.from_cfg(today.data.augment)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_run_stored_before_the_move_still_evaluates(tmp_path):
+    run = RunDir(tmp_path / "run")
+    train_task(compose_config([*TINY_MAPS, f"paths.runs_dir={tmp_path}"]), run_path=run.path, overrides=TINY_MAPS,
+               multirun=False)
+    today = evaluate(run.path, "test")["metrics"]
+    stored = OmegaConf.load(STORED / "config_85c4746_deepskeleton_synth_maps_tiny.yaml")
+    stored.paths.runs_dir, stored.paths.run_dir = str(tmp_path), str(run.path)
+    run.config_file.write_text(OmegaConf.to_yaml(stored))  # the run as 85c4746 would have stored it
+    assert "posereg.losses_skeleton.SkeletonMapBCE" in run.config_file.read_text()
+    eval_main([f"run={run.path}", "split=test"])
+    assert json.loads((run.path / "eval_test.json").read_text())["metrics"] == today
+    assert today["test/skel_iou_fg"] >= 0 and today["test/loss"] > 0

@@ -8,21 +8,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from PIL import Image
 
 from posereg.data import coco, decode, h36m, mpii
-from posereg.data.decode import Region, crop_step, crop_window, dct_scale, decode_for_crop, turbojpeg
-from posereg.data.records import make_sample, read_image
-from posereg.data.transforms import AugmentConfig, apply_values, denormalize_image, to_tensor_image, warp_image
+from posereg.data.decode import Region, crop_step, crop_window, dct_scale, decode_for_crop, read_image, turbojpeg
+from posereg.data.records import make_sample
+from posereg.data.transforms import apply_values, augment_preset, denormalize_image, to_tensor_image, warp_image
 from posereg.errors import ConfigError, DataError
 from posereg.geometry import crop_transform
-from posereg.paths import CONF_DIR, real_slices_dir
+from posereg.paths import real_slices_dir
 
 SLICES = real_slices_dir()
 H36M_KW = {"ann_files": ["test_h36m_body3d.npz"], "camera_file": "cameras.pkl", "image_dir": ".",
            "subjects": ["S1", "S5", "S7", "S8"], "eval_step": 1}
-H36M_AUG = AugmentConfig.from_cfg(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "data" / "h36m.yaml").augment))
+H36M_AUG = augment_preset("default")  # the option conf/data/h36m.yaml composes
 H36M_IMAGE = SLICES / "h36m" / "S1" / "S1_Directions_1.54138969" / "S1_Directions_1.54138969_000001.jpg"
 MPII_IMAGE = SLICES / "mpii" / "005808361.jpg"  # progressive JPEG
 LABELS = ("joints_2d", "joints_3d", "weights", "camera", "crop_to_image", "head_size", "root_depth", "bbox")

@@ -1,5 +1,6 @@
 """Generic crop transform, source-ratio batch sampler and the data module (configs from conf/data)."""
 
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,7 @@ from omegaconf import OmegaConf
 
 from posereg.data import AugmentConfig, build_datamodule
 from posereg.data.samplers import MixedSourceBatchSampler, batch_counts
-from posereg.data.transforms import Photometric, crop_sample, map_labels, sample_crop_params
+from posereg.data.transforms import Photometric, augment_preset, crop_sample, map_labels, sample_crop_params
 from posereg.errors import ConfigError
 from posereg.geometry import project
 from posereg.skeletons import get_joint_set
@@ -66,7 +67,7 @@ def test_flip_twice_is_identity():
 
 
 def test_photometric_is_seeded_and_params_sampled_in_range():
-    aug = AugmentConfig(occlusion_prob=1.0, noise_prob=1.0, blur_prob=1.0)
+    aug = augment_preset("synth", occlusion_prob=1.0, noise_prob=1.0, blur_prob=1.0)
     img = np.full((32, 32, 3), 128, np.uint8)
     ph = Photometric(aug)
     a = ph(img, np.random.default_rng(1))
@@ -77,9 +78,13 @@ def test_photometric_is_seeded_and_params_sampled_in_range():
     assert 0.4 < np.mean([q.flip for q in p]) < 0.6
     assert 0.45 < np.mean([q.rotation != 0 for q in p]) < 0.75
     with pytest.raises(ConfigError, match="data.augment: unknown keys"):
-        AugmentConfig.from_cfg({"rotaton": 3})
-    with pytest.raises(ConfigError, match="flip_prob"):
-        AugmentConfig.from_cfg({"flip_prob": 2})
+        AugmentConfig.from_cfg({**asdict(aug), "rotaton": 3})
+    with pytest.raises(ConfigError, match=r"data.augment.flip_prob=2 must be a probability"):
+        AugmentConfig.from_cfg({**asdict(aug), "flip_prob": 2})
+    # no Python defaults: a key the config lacks is one line naming it (conf/data/augment/ states them all)
+    with pytest.raises(ConfigError, match=r"^data.augment.occlusion_size is missing: every key of "):
+        AugmentConfig.from_cfg({k: v for k, v in asdict(aug).items() if k != "occlusion_size"})
+    assert AugmentConfig.from_cfg({"enabled": False}) is None
 
 
 def test_map_labels_derives_the_thorax_exactly():

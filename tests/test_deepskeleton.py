@@ -18,9 +18,8 @@ from posereg.data.collate import collate_samples
 from posereg.data.datamodule import data_info
 from posereg.data.synth import SynthPose
 from posereg.errors import ConfigError
-from posereg.hypotheses import Predictions, pose_errors, run_hypotheses, score, select, split_run_list
-from posereg.losses import CoordLoss
-from posereg.losses_skeleton import SkeletonMapBCE
+from posereg.inference.hypotheses import Predictions, pose_errors, run_hypotheses, score, select, split_run_list
+from posereg.losses import CoordLoss, SkeletonMapBCE
 from posereg.methods import build_module
 from posereg.methods.deepskeleton import load_stage1
 from posereg.metrics.skeleton import SkeletonMapMetric, SkeletonMapSpec
@@ -254,7 +253,7 @@ def test_hypotheses_bad_input_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="stage-1 skeleton-map run predicts no pose"):
         run_hypotheses([maps])
     untrained = _fake_run(tmp_path, "f", "experiment=deepskeleton_synth_regress", checkpoint=False)
-    with pytest.raises(ConfigError, match="no best checkpoint"):
+    with pytest.raises(ConfigError, match=r"^runs=.*/f: no checkpoints/best.ckpt"):
         run_hypotheses([untrained])
     assert hypotheses_main([f"runs={reg3d}", "split=train"]) == 2
 

@@ -12,7 +12,7 @@ import torch
 
 from conftest import compose_config
 from posereg.cli.export import main
-from posereg.export import ExportedPose, export_onnx, export_torchscript
+from posereg.inference.export import ExportedPose, export_onnx, export_torchscript
 from posereg.methods import build_module
 
 ort = pytest.importorskip("onnxruntime")

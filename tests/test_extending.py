@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,7 @@ from omegaconf import OmegaConf, open_dict
 from conftest import compose_config
 from posereg.cli.train import train_task
 from posereg.data.datamodule import DataInfo
+from posereg.errors import ConfigError
 from posereg.methods import build_module
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
@@ -95,3 +97,41 @@ def test_the_metric_example_is_the_mean_pixel_error(ext):
     pred[0, :3] = float("nan")  # masked joints may hold anything
     metric.update_from_batch({"joints_2d_image": pred}, batch)
     assert metric.compute()["mpe"].item() == pytest.approx(5.0)
+
+
+class _Snapshots(pl.Callback):
+    """The network's parameters when training starts and after every epoch."""
+
+    def __init__(self) -> None:
+        self.taken: list[dict[str, torch.Tensor]] = []
+
+    def _take(self, module: pl.LightningModule) -> None:
+        self.taken.append({k: v.detach().clone() for k, v in module.net.named_parameters()})
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._take(pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._take(pl_module)
+
+
+@pytest.mark.slow
+def test_the_module_example_holds_the_backbone_for_its_warmup_epochs(ext, make_cfg, tmp_path):
+    cfg = make_cfg("method=i1", "backbone.name=resnet10t", "method.head.width=8", "data.input_size=32",
+                   "test_after_fit=false")
+    with open_dict(cfg):
+        cfg.method.module = OmegaConf.create({"_target_": "my_posereg_ext.FrozenWarmup", "frozen": "backbone.",
+                                              "epochs": 1})
+    snapshots = _Snapshots()
+    train_task(cfg, run_path=tmp_path / "run", overrides=[], multirun=False, extra_callbacks=[snapshots])
+    start, epoch0, epoch1 = snapshots.taken  # debug=tiny: two epochs
+    backbone = [k for k in start if k.startswith("backbone.")]
+    head = [k for k in start if k.startswith("head.")]
+    assert backbone and head
+    assert all(torch.equal(start[k], epoch0[k]) for k in backbone)  # held during the warm-up epoch
+    assert not all(torch.equal(start[k], epoch0[k]) for k in head)  # while the head trains
+    assert not all(torch.equal(epoch0[k], epoch1[k]) for k in backbone)  # then the backbone trains too
+    with open_dict(cfg):
+        cfg.method.module.frozen = "trunk."
+    with pytest.raises(ConfigError, match=r"^method.module.frozen='trunk.': no parameter"):
+        build_module(cfg, _info())

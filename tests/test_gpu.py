@@ -1,7 +1,7 @@
 """On a CUDA device (marker `gpu`, skipped elsewhere): every method family trains, runs resume, evaluation and
 flip testing work, metrics compute on the device, and channels_last + torch.compile train.
 
-Run with `pytest -m gpu` (bench/gpu_check.sh does, on a GPU machine). Runs use `trainer=gpu` (mixed precision
+Run with `pytest -m gpu` (scripts/gpu_check.sh does, on a GPU machine). Runs use `trainer=gpu` (mixed precision
 from `${amp_precision:}`, channels_last on); torch.compile is switched off except in its own test, where
 compiling costs more than these few steps.
 """
@@ -17,7 +17,7 @@ import torch
 from conftest import TINY, InterruptAt, compose_config
 from posereg.cli.eval import evaluate
 from posereg.cli.train import train_task
-from posereg.perf import amp_precision
+from posereg.devices import amp_precision
 from posereg.runs import RunDir, register_resolvers
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow,
@@ -163,7 +163,7 @@ def test_channels_last_and_compile_train_on_cuda(make_cfg, tmp_path):
 
 
 def test_a_cuda_graph_replay_of_an_sspnet_cut_equals_its_eager_forward():
-    # bench/gpu_check.sh times SSP-Net at batch 1 as CUDA graph replays: they must compute what the network does
+    # scripts/gpu_check.sh times SSP-Net at batch 1 as CUDA graph replays: they must compute what the network does
     from posereg.bench.sspnet import graphed
     from posereg.nets.sspnet import SSPNet
 

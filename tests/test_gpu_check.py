@@ -1,4 +1,4 @@
-"""bench/gpu_check.py's summary: written from whatever the check's steps left, goals and ratios computed from the
+"""scripts/gpu_check.py's summary: written from whatever the check's steps left, goals and ratios computed from the
 measurements of one run, without importing torch (it must be written whatever happened to the other steps)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-GPU_CHECK = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
+GPU_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
 SRC = GPU_CHECK.parents[1] / "src"
 
 

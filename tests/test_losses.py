@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from posereg.codecs import CoordTargets, HeatmapCodec, HeatmapTargets
 from posereg.errors import ConfigError
-from posereg.losses import CoordLoss, GaussianHeatmapMSE, PoseLoss, coord_loss, heatmap_loss
+from posereg.losses import CoordLoss, GaussianHeatmapMSE, PoseLoss
+from posereg.losses.terms import coord_loss, heatmap_loss
 
 torch.set_num_threads(1)
 

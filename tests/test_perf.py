@@ -18,10 +18,11 @@ from posereg.cli.train import train_task
 from posereg.config import instantiate
 from posereg.data import build_datamodule
 from posereg.data.collate import collate_samples
+from posereg.devices import amp_precision
 from posereg.errors import ConfigError
 from posereg.methods import build_module
-from posereg.perf import SpeedOptions, amp_precision
 from posereg.runs import register_resolvers
+from posereg.training.speed import SpeedOptions
 
 register_resolvers()
 # The benches' smallest setting of the default preset: timm's ResNet-10 stand-in, 32² crops, batch 4.

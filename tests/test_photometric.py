@@ -8,10 +8,10 @@ from albumentations.augmentations.blur.functional import create_gaussian_kernel_
 from posereg.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    AugmentConfig,
     Photometric,
     PhotometricDraw,
     apply_values,
+    augment_preset,
     gaussian_kernel_1d,
     identity_values,
     to_tensor_image,
@@ -39,7 +39,7 @@ def test_blur_kernel_and_gaussian_noise_follow_albumentations():
     for sigma in (0.3, 0.75, 1.2):
         for k in (3, 5):
             assert np.allclose(gaussian_kernel_1d(sigma, k), create_gaussian_kernel_1d(sigma, k), atol=1e-12)
-    ph = Photometric(AugmentConfig(photometric_prob=0.0, blur_prob=0.0, noise_prob=1.0))
+    ph = Photometric(augment_preset("synth", photometric_prob=0.0, blur_prob=0.0, noise_prob=1.0))
     img = np.full((64, 64, 3), 128, np.uint8)
     draws = [ph.draw(np.random.default_rng(i), img.shape) for i in range(300)]
     stds = np.array([d.noise_std for d in draws])
@@ -51,7 +51,7 @@ def test_blur_kernel_and_gaussian_noise_follow_albumentations():
 
 
 def test_photometric_rates_and_ranges():
-    aug = AugmentConfig(photometric_prob=0.8, blur_prob=0.1, noise_prob=0.1, occlusion_prob=0.3)
+    aug = augment_preset("synth", photometric_prob=0.8, blur_prob=0.1, noise_prob=0.1, occlusion_prob=0.3)
     ph = Photometric(aug)
     draws = [ph.draw(np.random.default_rng(i), (32, 32, 3)) for i in range(2000)]
     assert np.mean([d.contrast_brightness is not None for d in draws]) == pytest.approx(0.8, abs=0.03)

@@ -15,14 +15,15 @@ from omegaconf import OmegaConf
 from conftest import TINY, compose_config
 from posereg.cli.predict import main
 from posereg.data import build_datamodule
-from posereg.data.records import PoseRecord, make_sample, read_image
+from posereg.data.decode import read_image
+from posereg.data.records import PoseRecord, make_sample
 from posereg.errors import ConfigError
 from posereg.geometry import project
+from posereg.inference.boxes import read_boxes
 from posereg.methods import build_module
 from posereg.paths import real_slices_dir
-from posereg.predict import read_boxes
-from posereg.runs.checkpoints import load_checkpoint
 from posereg.skeletons import get_joint_set
+from posereg.weights import load_checkpoint
 
 SMALL = ["backbone.name=resnet10t", "method.head.width=32"]
 

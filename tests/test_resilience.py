@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from posereg.runs import RunDir
-from posereg.runs.checkpoints import load_checkpoint
+from posereg.weights import load_checkpoint
 
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).resolve().parent
@@ -27,7 +27,9 @@ BASE = ["debug=tiny", "logger=csv", "backbone.name=resnet10t", "method.head.widt
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
+    # the helpers, and this checkout's posereg (not whichever one the environment has installed)
+    path = os.pathsep.join([str(TESTS), str(TESTS.parent / "src")])
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": path}
 
 
 def train_until(run: Path, kill_step: int, *overrides: str) -> subprocess.CompletedProcess:

@@ -23,6 +23,10 @@ TINY_DDP = ["debug=tiny", "trainer=ddp_cpu", "logger=csv", "backbone.name=resnet
             "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
 
 
+# the helpers, and this checkout's posereg (not whichever one the environment has installed)
+HELPERS_PATH = os.pathsep.join([str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "src")])
+
+
 def _env() -> dict[str, str]:
     """One thread per rank: two ranks share the two cores. No inherited W&B service: a test process that used W&B
     in-process exports WANDB_SERVICE, and a job killed without finishing would leave its run id held there."""
@@ -116,7 +120,7 @@ def test_torchrun_two_ranks_one_run_directory_one_wandb_run_same_metrics_keys(tm
 
 def _ddp_until(run: Path, kill_step: int) -> subprocess.CompletedProcess:
     """Two-rank training through the test helper, killing every rank at `kill_step` (-1: never)."""
-    env = {**_env(), "PYTHONPATH": str(Path(__file__).resolve().parent), "KILL_GROUP": "1"}
+    env = {**_env(), "PYTHONPATH": HELPERS_PATH, "KILL_GROUP": "1"}
     cmd = [sys.executable, "-m", "helpers.train_until", str(run), str(kill_step), *TINY_DDP, "trainer.max_epochs=3",
            "trainer.limit_train_batches=4", "trainer.deterministic=true",
            "callbacks.step_checkpoint.every_n_train_steps=1"]
@@ -125,7 +129,7 @@ def _ddp_until(run: Path, kill_step: int) -> subprocess.CompletedProcess:
 
 @pytest.mark.timeout(900)
 def test_ddp_job_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
-    from posereg.runs.checkpoints import load_checkpoint
+    from posereg.weights import load_checkpoint
 
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert _ddp_until(straight, -1).returncode == 0
@@ -147,7 +151,7 @@ def test_slurm_warning_signal_checkpoints_requeues_and_the_requeued_job_resumes(
     scontrol = bin_dir / "scontrol"  # stand-in: records how it was called
     scontrol.write_text(f'#!/bin/sh\necho "$@" >> {record}\n')
     scontrol.chmod(0o755)
-    env = {**_env(), "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(Path(__file__).resolve().parent),
+    env = {**_env(), "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": HELPERS_PATH,
            "WANDB_MODE": "offline", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "posereg", "SLURM_NTASKS": "1",
            "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NNODES": "1",
            "SLURM_NODELIST": "localhost"}

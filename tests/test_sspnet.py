@@ -212,7 +212,7 @@ def test_root_depth_mlp_starts_at_pinhole_prior_and_learns():
 
 
 def test_conf_loss_targets_inside_labelled_joints():
-    from posereg.losses import conf_loss
+    from posereg.losses.terms import conf_loss
 
     coords = torch.tensor([[[0.5, 0.5], [1.2, 0.5], [0.0, 0.0], [0.3, 0.3]]])
     weights = torch.tensor([[[1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]])

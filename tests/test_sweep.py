@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posereg.grid import isolate_bad_cells, plan_sweep
+from posereg.grid.plan import isolate_bad_cells, plan_sweep
 from posereg.report.build import make_table
 from posereg.report.template import load_template
 
@@ -227,8 +227,8 @@ def test_template_cells_compose_to_exactly_their_preset_plus_axes(name, tmp_path
 def test_cost_estimate_counts_steps_compute_disk_and_times_pending_cells_from_finished_ones(tmp_path: Path) -> None:
     from posereg.cli.sweep import main as sweep_main
     from posereg.data.datamodule import data_info
-    from posereg.grid import compose_cell_config
-    from posereg.grid_cost import cost_table, estimate, summary
+    from posereg.grid.cost import cost_table, estimate, summary
+    from posereg.grid.plan import compose_cell_config
     from posereg.methods import build_net
     from posereg.nets.complexity import model_complexity
     from posereg.runs import RunDir

@@ -11,13 +11,13 @@ from posereg.data.synth import SynthPose
 from posereg.data.synth import body as B
 from posereg.data.synth.dataset import bone_lengths, knee_elbow_angles
 from posereg.data.synth.poses import ANGLE_LIMITS, CONE_LIMITS, sample_pose
-from posereg.data.transforms import AugmentConfig
+from posereg.data.transforms import augment_preset
 from posereg.errors import ConfigError
 from posereg.geometry import apply_affine, invert_affine, project
 from posereg.skeletons import get_joint_set
 
 SIZE = 64
-STRONG = AugmentConfig(scale=(0.7, 1.3), rotation=40.0, rotation_prob=1.0, flip_prob=0.5, translation=0.1)
+STRONG = augment_preset("synth", scale=(0.7, 1.3), rotation=40.0, rotation_prob=1.0, flip_prob=0.5, translation=0.1)
 
 
 def _np(x):
@@ -60,8 +60,8 @@ def test_crop_to_image_round_trip_is_exact():
 def test_flip_swaps_labels_and_negates_camera_x():
     kw = dict(seed=5, variant="synth3d", length={"train": 10})
     base = dict(scale=(1.0, 1.0), rotation_prob=0.0, translation=0.0)
-    plain = SynthPose("train", "h36m17", SIZE, AugmentConfig(flip_prob=0.0, **base), **kw)
-    flipped = SynthPose("train", "h36m17", SIZE, AugmentConfig(flip_prob=1.0, **base), **kw)
+    plain = SynthPose("train", "h36m17", SIZE, augment_preset("synth", flip_prob=0.0, **base), **kw)
+    flipped = SynthPose("train", "h36m17", SIZE, augment_preset("synth", flip_prob=1.0, **base), **kw)
     fi = np.asarray(get_joint_set("h36m17").flip_index)
     for i in range(5):
         a, b = plain[i], flipped[i]
@@ -75,7 +75,7 @@ def test_flip_swaps_labels_and_negates_camera_x():
 
 
 def test_determinism_across_instances_and_workers():
-    mk = lambda: SynthPose("train", "mpii16", SIZE, AugmentConfig(occlusion_prob=0.5), seed=11,  # noqa: E731
+    mk = lambda: SynthPose("train", "mpii16", SIZE, augment_preset("synth", occlusion_prob=0.5), seed=11,  # noqa: E731
                            variant="synth2d", length={"train": 8})
     a, b = mk(), mk()
     for i in (0, 5, 1234):  # any index is a valid procedural sample

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posereg.baselines import mean_pose_chance, root_depth_chance
+from posereg.bench.baselines import mean_pose_chance, root_depth_chance
 from posereg.data.synth import SynthPose
 
 

@@ -1,4 +1,4 @@
-"""Which device a process computes on, and the hardware model it records in a run's provenance."""
+"""Which device a process computes on, the mixed precision it trains in, and the hardware model a run records."""
 
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ def pick_device(name: str | None = "auto") -> torch.device:
     if not (name == "cpu" or name.startswith("cuda")):
         raise ConfigError(f"device={name}: use cpu or cuda (cuda:<index>)")
     return torch.device(name)
+
+
+def amp_precision() -> str:
+    """`${amp_precision:}`: `bf16-mixed` on a GPU with native bf16 (compute capability >= 8.0), else `16-mixed`."""
+    if not torch.cuda.is_available():
+        return "16-mixed"
+    if torch.version.hip:  # ROCm: torch knows which Instinct / Radeon parts compute bf16
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    # is_bf16_supported() also says yes for pre-Ampere GPUs that only emulate bf16 (slower than fp16 there)
+    return "bf16-mixed" if torch.cuda.get_device_capability()[0] >= 8 else "16-mixed"
 
 
 @lru_cache(maxsize=1)

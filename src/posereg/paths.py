@@ -8,6 +8,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = Path(os.environ.get("POSEREG_CONF_DIR", REPO_ROOT / "conf")).resolve()
 TEMPLATES_DIR = Path(os.environ.get("POSEREG_TEMPLATES_DIR", REPO_ROOT / "multirun_templates")).resolve()
+BENCH_DIR = REPO_ROOT / "docs" / "benchmarks"  # the committed benchmark measurements (posereg-bench's default --out)
 
 
 def real_slices_dir() -> Path:

@@ -1,7 +1,10 @@
-"""Model complexity of every method x backbone at its paper preset's input size (parameters, GMACs).
+"""Model complexity of every network at its paper preset's input size (parameters, GMACs): each method x
+backbone, the Stacked Hourglass, and DeepSkeleton's two networks (stage 1's skeleton-map FCN, stage 2's
+regressor, counted on its own: with predicted maps, stage 1 runs before it).
 
 GMACs are the multiply-accumulates of the convolution and linear layers (the papers' "FLOPs"), counted by
-PyTorch's FLOP counter (posereg.nets.complexity); nothing is trained or loaded.
+PyTorch's FLOP counter (posereg.nets.complexity); nothing is trained or loaded. Every row is printed and
+returned (posereg-bench writes them to complexity.json).
 """
 
 from __future__ import annotations
@@ -25,19 +28,32 @@ PRESETS = {
     "ms_h1": "integral_mpii", "ms_i1": "integral_mpii", "luvizon17": "luvizon_mpii", "sspnet": "sspnet_h36m",
 }
 BACKBONES = ("resnet18", "resnet50", "resnet101", "hrnet_w32")
-EXTRA = {"hourglass (2 stacks), i1": ["experiment=integral_h36m_hourglass", "method=i1"]}
+# networks outside the method x backbone matrix: label -> (overrides, whether it has a timm backbone)
+EXTRA = {
+    "hourglass (2 stacks), i1": (["experiment=integral_h36m_hourglass", "method=i1"], False),
+    "deepskeleton_maps (stage-1 FCN)": (["experiment=deepskeleton_h36m_maps"], True),
+    "deepskeleton_regress (stage 2 on maps)": (["experiment=deepskeleton_h36m_regress", "method.input.source=gt"],
+                                               True),
+    "deepskeleton_regress (stage 2 on rgb)": (["experiment=deepskeleton_h36m_regress", "method.input.source=rgb"],
+                                              True),
+}
 
 
-def _row(label: str, overrides: list[str]) -> dict[str, Any]:
+def _row(label: str, overrides: list[str], backbone_in_label: bool = False) -> dict[str, Any]:
+    """Compose, build and count one network; print its line."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     c = model_complexity(build_net(without_initial_weights(cfg), data_info(cfg)), int(cfg.data.input_size))
-    return {"model": label, "input": int(cfg.data.input_size), "joint_set": cfg.data.joint_set,
-            "params_m": round(c.params / 1e6, 2), "gmacs": round(c.gmacs, 2)}
+    label = f"{label} / {cfg.backbone.name}" if backbone_in_label else label
+    row = {"model": label, "input": int(cfg.data.input_size), "joint_set": cfg.data.joint_set,
+           "params_m": round(c.params / 1e6, 2), "gmacs": round(c.gmacs, 2)}
+    print(f"{row['model']:52s} {row['input']:4d}²  {row['params_m']:7.2f} M  {row['gmacs']:7.2f} GMACs", flush=True)
+    return row
 
 
 def run_complexity_bench(quick: bool = False) -> list[dict[str, Any]]:
-    """One row per method x backbone (methods with their own network: one row)."""
+    """One row per method x backbone (methods with their own network: one row), then the other networks;
+    `quick`: three methods and DeepSkeleton's networks, with ResNet-18 backbones."""
     register_resolvers()
     rows = []
     methods = ("i1", "r1", "sspnet") if quick else tuple(PRESETS)
@@ -51,10 +67,10 @@ def run_complexity_bench(quick: bool = False) -> list[dict[str, Any]]:
             try:
                 rows.append(_row(label, overrides))
             except ConfigError as err:  # e.g. the multi-stage nets need a ResNet
-                print(f"{label:28s} n/a: {err}", flush=True)
-                continue
-            print(f"{rows[-1]['model']:28s} {rows[-1]['input']:4d}²  {rows[-1]['params_m']:7.2f} M  "
-                  f"{rows[-1]['gmacs']:7.2f} GMACs", flush=True)
-    if not quick:
-        rows += [_row(label, ov) for label, ov in EXTRA.items()]
+                print(f"{label:52s} n/a: {err}", flush=True)
+    for label, (overrides, has_backbone) in EXTRA.items():
+        if not quick:
+            rows.append(_row(label, overrides, has_backbone))
+        elif has_backbone:
+            rows.append(_row(label, [*overrides, f"backbone={BACKBONES[0]}"], has_backbone))
     return rows

@@ -22,7 +22,7 @@ from posereg.console import console
 from posereg.data.decode import turbojpeg
 from posereg.data.records import RecordDataset
 from posereg.data.synth import SynthPose
-from posereg.data.transforms import AugmentConfig
+from posereg.data.transforms import augment_preset
 from posereg.data.workers import closing_loader, loader_worker_init
 from posereg.paths import CONF_DIR, real_slices_dir
 
@@ -36,7 +36,8 @@ def synth_throughput(sizes: tuple[int, ...] = (64, 128, 256), n: int = 300, vari
     rows = []
     try:
         for size in sizes:
-            ds = SynthPose("train", None, size, AugmentConfig() if augment else None, seed=seed, variant=variant)
+            aug = augment_preset("synth") if augment else None
+            ds = SynthPose("train", None, size, aug, seed=seed, variant=variant)
             for i in range(5):
                 ds[i]
             cpu, wall = time.process_time(), time.perf_counter()
@@ -70,7 +71,7 @@ class _TinyPoseNet(nn.Module):
 def loading_overhead(steps: int = 30, batch_size: int = 32, input_size: int = 128, num_workers: int = 2,
                      seed: int = 0) -> dict[str, Any]:
     """Seconds per training step with a DataLoader feeding it vs with one pre-loaded batch, and their ratio."""
-    ds = SynthPose("train", None, input_size, AugmentConfig(), seed=seed, variant="synth2d",
+    ds = SynthPose("train", None, input_size, augment_preset("synth"), seed=seed, variant="synth2d",
                    length={"train": (steps + 2) * batch_size})
     model = _TinyPoseNet(16)
     opt = torch.optim.Adam(model.parameters(), 1e-3)

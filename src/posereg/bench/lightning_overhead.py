@@ -31,12 +31,12 @@ from posereg.bench.throughput import (
     Workload,
     compose_preset,
     describe_setup,
-    pick_device,
     publish,
     sync,
     time_calls,
 )
-from posereg.paths import REPO_ROOT
+from posereg.devices import pick_device
+from posereg.paths import BENCH_DIR
 
 GOAL = 0.97
 WARMUP = 2
@@ -133,9 +133,9 @@ def lightning_parts(cfg: DictConfig, run_dir: Path) -> tuple[list[tuple[str, pl.
     """(name, callback) and (name, logger) pairs of a training run in `run_dir`, built as posereg.cli.train does:
     `RunSession.callbacks()`, each entry of `cfg.callbacks` (as `instantiate_group`), the CSV and group loggers."""
     from posereg.config import instantiate, instantiate_group
-    from posereg.loggers import AppendingCSVLogger
     from posereg.runs import RunDir
-    from posereg.runs.lifecycle import RunSession
+    from posereg.training.lifecycle import RunSession
+    from posereg.training.loggers import AppendingCSVLogger
 
     with open_dict(cfg):
         cfg.paths.run_dir = str(run_dir)
@@ -155,7 +155,7 @@ def time_lightning(work: Workload, cfg: DictConfig, state: dict[str, torch.Tenso
     """posereg's Lightning loop (or `bare`: no callbacks, no logger) over the pre-loaded batches, one epoch;
     `without` leaves one callback out, or swaps one logger for a NullLogger. Seconds per step (wall, process)."""
     from posereg.config import instantiate
-    from posereg.runs.checkpoints import SafeCheckpointIO
+    from posereg.training.plugins import SafeCheckpointIO
 
     module = _fresh_module(work, state)
     clock = _Clock(work.device)
@@ -267,7 +267,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 def run_lightning_bench(quick: bool = False, overrides: Sequence[str] = DEFAULT_PRESET, steps: int | None = None,
                         rounds: int | None = None, profile: bool | None = None, device: str = "auto",
-                        out_dir: str | Path | None = REPO_ROOT / "bench", tag: str = "lightning") -> dict[str, Any]:
+                        out_dir: str | Path | None = BENCH_DIR, tag: str = "lightning") -> dict[str, Any]:
     """The comparison, printed; `<out_dir>/<tag>.md|json` written (out_dir None: nothing written)."""
     report = lightning_overhead(overrides, steps or (6 if quick else None), rounds or (1 if quick else 2),
                                (not quick) if profile is None else profile, device)
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--out-dir", default=str(REPO_ROOT / "bench"))
+    p.add_argument("--out-dir", default=str(BENCH_DIR))
     p.add_argument("--tag", default="lightning")
     a = p.parse_args(argv)
     run_lightning_bench(a.quick, a.overrides, a.steps, a.rounds, False if a.no_profile else None, a.device, a.out_dir,

@@ -23,14 +23,10 @@ from rich.table import Table
 from posereg.ops.integral import soft_argmax
 from posereg.ops.quantization import quantization_table
 from posereg.ops.ramps import ramp_values
+from posereg.report.paper import lookup
 
-# SSP-Net Table 4: GT s^3 heat maps decoded by argmax, and the soft-argmax network's MPJPE (mm).
-PAPER_TABLE4 = {
-    4: {"argmax_mm": 233.9, "soft_argmax_net_mm": 53.0},
-    8: {"argmax_mm": 128.6, "soft_argmax_net_mm": 51.8},
-    16: {"argmax_mm": 59.9, "soft_argmax_net_mm": 51.4},
-    32: {"argmax_mm": 31.0, "soft_argmax_net_mm": 51.6},
-}
+# SSP-Net Table 4: GT s^3 heat maps decoded by argmax, and the soft-argmax network's MPJPE (mm), by map size s
+PAPER_TABLE4 = "ref:ssp_net/table4_quantization_mm"
 
 _console = Console(highlight=False)
 
@@ -241,11 +237,11 @@ def run_quantization_bench(
         poses = (torch.rand(n, 17, 3, generator=gen) - 0.5) * cube_mm
         source = f"posereg.data.synth not importable: {n}x17 uniform random points in the {cube_mm:.0f} mm cube"
     rows = quantization_table(poses, sizes=sizes, cube_mm=cube_mm, sigma_cells=sigma_cells)
+    paper = lookup(PAPER_TABLE4)
     for r in rows:
         r["source"] = source
-        paper = PAPER_TABLE4.get(r["size"], {})
-        r["paper_argmax_mm"] = paper.get("argmax_mm")
-        r["paper_soft_argmax_net_mm"] = paper.get("soft_argmax_net_mm")
+        r["paper_argmax_mm"] = paper["argmax_gt_volumetric"].get(r["size"])
+        r["paper_soft_argmax_net_mm"] = paper["soft_argmax_regression"].get(r["size"])
     _print_quantization(rows, source, cube_mm)
     return rows
 

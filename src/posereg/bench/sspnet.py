@@ -18,9 +18,11 @@ from typing import Any
 
 import torch
 
+from posereg.devices import pick_device
 from posereg.errors import ConfigError
 from posereg.nets.contract import PoseNet
 from posereg.nets.sspnet import SSPNet
+from posereg.paths import BENCH_DIR
 
 PAPER = {"full_fps": 120.0, "early_fps": 200.0, "device": "GTX 1080 Ti", "ratio": 200.0 / 120.0}
 
@@ -182,7 +184,7 @@ def run_sspnet_bench(
     compile_model: bool = False,
     threads: int | None = None,
     clock: str | None = None,
-    out_dir: str | Path | None = "bench",
+    out_dir: str | Path | None = BENCH_DIR,
     tag: str | None = None,
     quick: bool = False,
     cuts: list[str] | None = None,
@@ -199,9 +201,7 @@ def run_sspnet_bench(
     """
     if quick:
         input_size, growth, num_pyramids = 128, 32, 4
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("bench device=cuda: no CUDA device is visible; use device=cpu")
+    dev = pick_device(device)
     cuda = dev.type == "cuda"
     batch_sizes = tuple(batch_sizes or ((1, 32) if cuda else (1,)))
     repeats = repeats or (20 if cuda else 5)
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cuda-graphs", action="store_true", help="replay each cut as a captured CUDA graph")
     p.add_argument("--cuts", nargs="*", default=None, help="these cuts and the full network (default: every cut)")
     p.add_argument("--clock", choices=sorted(CLOCKS), default=None)
-    p.add_argument("--out-dir", default="bench")
+    p.add_argument("--out-dir", default=str(BENCH_DIR))
     p.add_argument("--tag", default=None)
     a = p.parse_args(argv)
     report = run_sspnet_bench(a.device, a.input_size, a.growth, a.pyramids, a.levels,

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from posereg.grid import launch, plan_sweep
+from posereg.grid.plan import launch, plan_sweep
 from posereg.report.collect import collect
 from posereg.report.template import load_template
 

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from posereg.devices import pick_device
 from posereg.errors import ConfigError
-from posereg.paths import CONF_DIR, REPO_ROOT
+from posereg.paths import BENCH_DIR, CONF_DIR
 
 GOAL = 0.97
 DEFAULT_PRESET = ("experiment=quickstart",)
@@ -41,16 +42,6 @@ def compose_preset(overrides: Sequence[str]) -> DictConfig:
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """`auto`: the GPU when one is visible, else the CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("bench device=cuda: no CUDA device is visible; use device=cpu")
-    return dev
 
 
 def sync(device: torch.device) -> None:
@@ -72,7 +63,7 @@ def autocast_for(precision: Any, device: torch.device) -> tuple[Callable[[], Abs
 
 
 def speed_callback(cfg: DictConfig) -> Any:
-    """The configured `callbacks.speed` (posereg.perf.SpeedOptions), or None."""
+    """The configured `callbacks.speed` (posereg.training.speed.SpeedOptions), or None."""
     from posereg.config import instantiate
 
     node = OmegaConf.select(cfg, "callbacks.speed")
@@ -296,7 +287,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def run_throughput_bench(quick: bool = False, overrides: Sequence[str] = DEFAULT_PRESET,
                          workers: Sequence[int] | None = None, device: str = "auto", steps: int | None = None,
-                         rounds: int | None = None, out_dir: str | Path | None = REPO_ROOT / "bench",
+                         rounds: int | None = None, out_dir: str | Path | None = BENCH_DIR,
                          tag: str = "throughput") -> dict[str, Any]:
     """The triple, printed; `<out_dir>/<tag>.md|json` written (out_dir None: nothing written). On a CPU the default
     workers are 0, 1 and 2 (the explanation compares them); on a GPU the preset's."""
@@ -327,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--out-dir", default=str(REPO_ROOT / "bench"))
+    p.add_argument("--out-dir", default=str(BENCH_DIR))
     p.add_argument("--tag", default="throughput")
     a = p.parse_args(argv)
     run_throughput_bench(a.quick, a.overrides, a.workers, a.device, a.steps, a.rounds, a.out_dir, a.tag)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from posereg.console import console
-from posereg.paths import REPO_ROOT
+from posereg.paths import BENCH_DIR
 
 # name -> (module, function, what it measures)
 BENCHES: dict[str, tuple[str, str, str]] = {
@@ -21,7 +21,8 @@ BENCHES: dict[str, tuple[str, str, str]] = {
     "data": ("posereg.bench.data", "run_data_bench", "SynthPose samples/s and loader overhead"),
     "sspnet": ("posereg.bench.sspnet", "run_sspnet_bench", "SSP-Net throughput per cut"),
     "sweep": ("posereg.bench.sweep", "run_sweep_bench", "grid wall time: sequential vs joblib"),
-    "complexity": ("posereg.bench.complexity", "run_complexity_bench", "params and GMACs of every method x backbone"),
+    "complexity": ("posereg.bench.complexity", "run_complexity_bench",
+                   "params and GMACs of every network (method x backbone, hourglass, DeepSkeleton)"),
     "skeleton_map": ("posereg.bench.skeleton_map", "run_skeleton_map_bench", "skeleton-map render vs a train step"),
     "throughput": ("posereg.bench.throughput", "run_throughput_bench",
                    "model-only / loader-only / end-to-end steps/s of a preset (default quickstart)"),
@@ -37,7 +38,7 @@ def _load(name: str) -> Callable[..., Any]:
 
 
 def run(names: list[str], out_dir: Path, quick: bool) -> dict[str, Any]:
-    """Run the named benchmarks and write bench/<name>.json for each."""
+    """Run the named benchmarks and write <out>/<name>.json for each (default docs/benchmarks/)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for name in names:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point (posereg-bench)."""
     parser = argparse.ArgumentParser(prog="posereg-bench", description=__doc__)
     parser.add_argument("names", nargs="*", default=["all"], help=f"all or any of: {', '.join(BENCHES)}")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench", help="folder for the JSON results")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR, help="folder for the JSON results")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     args = parser.parse_args(argv)
     names = list(DEFAULT_ALL) if args.names in (["all"], []) else args.names

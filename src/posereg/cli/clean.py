@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from posereg.errors import ConfigError, DataError
-from posereg.report.collect import expand, find_run_dirs
-from posereg.runs import RunDir
+from posereg.report.collect import expand
+from posereg.runs import RunDir, find_run_dirs
 from posereg.runs.checkpoints import weights_only_copy
 from posereg.weights import load_checkpoint
 

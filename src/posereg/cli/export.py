@@ -5,7 +5,7 @@
 
 The file takes normalised crops (B,3,H,W) and returns joints_crop_px (B,J,2), for 3D models z_rel_mm
 (B,J), coords_unit (B,J,2|3) and, for networks with joint confidences, joint_conf (B,J); see
-posereg.export. A JSON beside it (<out>.json) describes the input and outputs. Default out:
+posereg.inference.export. A JSON beside it (<out>.json) describes the input and outputs. Default out:
 <run dir>/export/<cut output>.onnx (or .pt). flip_test=true bakes flip averaging in (two passes).
 """
 
@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from posereg.cli.common import exit_2_on_bad_input, resolve_auto_cut, split_own_args
-from posereg.cli.eval import apply_overrides, load_run_config, pick_checkpoint
 from posereg.console import console
+from posereg.data.datamodule import data_info
 from posereg.errors import ConfigError, require_int
-from posereg.runs import RunDir, register_resolvers
+from posereg.inference import export as E
+from posereg.inference.predictor import load_module
+from posereg.jsonio import write_json
+from posereg.runs.open import open_run
 
 USAGE = ("posereg-export run=<run dir> format=onnx|torchscript [out=<file>] [opset=17] [ckpt=best|last|<file>] "
          "[cut=<output>] [flip_test=false] [key=value ...]")
@@ -29,24 +32,17 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
 def export_run(opts: dict[str, Any], overrides: list[str]) -> Path:
     """Load the run's module, export it, check it against PyTorch; returns the written file."""
-    from posereg import export as E
-    from posereg.data.datamodule import data_info
-    from posereg.jsonio import write_json
-    from posereg.predict import load_module
-
     fmt = opts["format"]
     if fmt not in E.FORMATS:
         raise ConfigError(f"format={fmt}: use one of {', '.join(E.FORMATS)}")
     if opts["flip_test"] not in ("true", "false"):
         raise ConfigError(f"flip_test={opts['flip_test']}: use true or false")
     opset = require_int(opts["opset"], "opset", 7)
-    run = RunDir(Path(opts["run"]))
-    register_resolvers()
-    cfg = apply_overrides(load_run_config(run.path), overrides)
-    checkpoint = pick_checkpoint(run, opts["ckpt"])
+    opened = open_run(opts["run"], opts["ckpt"], overrides)
+    cfg, checkpoint, run = opened.cfg, opened.checkpoint, opened.run
     info = data_info(cfg)
     resolve_auto_cut(cfg, info)
-    module = load_module(cfg, checkpoint, "cpu")
+    module = load_module(opened, "cpu")
     cut = module.output_names[module.cut_index]
     out = Path(opts["out"]) if opts["out"] else run.path / "export" / f"{cut}{SUFFIX[fmt]}"
     wrapper = E.ExportedPose(module, flip_test=opts["flip_test"] == "true")

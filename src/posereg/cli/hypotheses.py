@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point (posereg-hypotheses)."""
     s = parse_args(argv)
     try:
-        from posereg.hypotheses import run_hypotheses, split_run_list
+        from posereg.inference.hypotheses import run_hypotheses, split_run_list
 
         if s["num_threads"]:
             import torch

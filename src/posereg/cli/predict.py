@@ -11,7 +11,7 @@ square and padded by the run's box_padding (1.25 by default); the whole image an
 not padded. device defaults to cuda when there is one; flip_test follows the run's config (override it
 with flip_test=false). Outputs under out= (default predictions/<input name>): overlays/, predictions.json,
 coco_results.json (score = box score x mean joint confidence, 1 without either), and for a video its
-overlay mp4 and videos/<stem>.json (formats: posereg.predict). Unreadable inputs are listed at the end;
+overlay mp4 and videos/<stem>.json (formats: posereg.inference.writer). Unreadable inputs are listed at the end;
 the exit code is 0 when at least one input was read, 2 when none was (or for a setting error).
 """
 
@@ -25,10 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from posereg.cli.common import exit_2_on_bad_input, resolve_auto_cut, split_own_args
-from posereg.cli.eval import apply_overrides, load_run_config, pick_checkpoint
 from posereg.console import console
+from posereg.data.datamodule import data_info
+from posereg.devices import pick_device
 from posereg.errors import ConfigError, DataError, require_int
-from posereg.runs import RunDir, register_resolvers
+from posereg.inference.boxes import box_padding, box_source, read_boxes
+from posereg.inference.inputs import list_inputs, parse_camera
+from posereg.inference.predictor import Predictor, load_module, predict_files
+from posereg.inference.writer import PredictionWriter
+from posereg.runs.open import open_run
 from posereg.skeletons import get_joint_set
 
 USAGE = ("posereg-predict run=<run dir> input=<image|folder|video|glob> [out=<dir>] [boxes=<json>] "
@@ -56,38 +61,34 @@ def _float(value: str, setting: str) -> float:
 
 def predict(opts: dict[str, Any], overrides: list[str], progress: bool = True) -> dict[str, Any]:
     """Load the run, predict on the inputs, write the outputs; returns the summary."""
-    from posereg import predict as P
-
-    run = RunDir(Path(opts["run"]))
-    register_resolvers()
-    cfg = apply_overrides(load_run_config(run.path), overrides)
-    checkpoint = pick_checkpoint(run, opts["ckpt"])
-    files = P.list_inputs(opts["input"])
+    opened = open_run(opts["run"], opts["ckpt"], overrides)
+    cfg, checkpoint, run = opened.cfg, opened.checkpoint, opened.run
+    files = list_inputs(opts["input"])
     batch_size = require_int(opts["batch_size"], "batch_size", 1)
-    camera = P.parse_camera(opts["camera"])
+    camera = parse_camera(opts["camera"])
     boxes = None
     if opts["boxes"] is not None:
-        boxes = P.read_boxes(Path(opts["boxes"]), _float(opts["box_score_thr"], "box_score_thr"), P.box_padding(cfg))
-    box_source = P.box_source(opts["box"], boxes)
-    device = P.pick_device(opts["device"])
-    info = P.data_info(cfg)
+        boxes = read_boxes(Path(opts["boxes"]), _float(opts["box_score_thr"], "box_score_thr"), box_padding(cfg))
+    boxes_of = box_source(opts["box"], boxes)
+    device = pick_device(opts["device"])
+    info = data_info(cfg)
     resolve_auto_cut(cfg, info)
-    module = P.load_module(cfg, checkpoint, device)
-    predictor = P.Predictor(module, info.joint_set, info.input_size, info.depth_range, device, batch_size, camera)
+    module = load_module(opened, device)
+    predictor = Predictor(module, info.joint_set, info.input_size, info.depth_range, device, batch_size, camera)
     out = Path(opts["out"]) if opts["out"] else default_out(opts["input"])
     js = get_joint_set(info.joint_set)
     header = {"run": str(run.path), "checkpoint": str(checkpoint), "method": str(cfg.method.name),
               "joint_set": js.name, "joint_names": list(js.names), "bones": [list(b) for b in js.bones],
               "dims": predictor.dims, "input_size": info.input_size, "depth_range": info.depth_range,
               "cut": module.output_names[module.cut_index], "flip_test": module.flip_test,
-              "boxes": opts["boxes"] or opts["box"], "box_padding": P.box_padding(cfg) if boxes else 1.0,
+              "boxes": opts["boxes"] or opts["box"], "box_padding": box_padding(cfg) if boxes else 1.0,
               "camera": None if camera is None else camera.tolist(),
               "coordinates": "joints_2d: original image pixels, continuous (pixel centre at +0.5); "
                              "coco_results.json: COCO's 0-based pixel centres (minus 0.5); 3D: camera frame, mm",
               "overrides": list(overrides)}
-    writer = P.PredictionWriter(out, header, overlays=_flag(opts["overlays"], "overlays"))
+    writer = PredictionWriter(out, header, overlays=_flag(opts["overlays"], "overlays"))
     console.print(f"posereg-predict: {len(files)} input file(s), {header['method']} ({header['cut']}) on {device}")
-    summary = P.predict_files(predictor, files, box_source, writer, progress=progress)
+    summary = predict_files(predictor, files, boxes_of, writer, progress=progress)
     _report(summary)
     return summary
 

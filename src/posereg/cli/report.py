@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.paths and args.runs_csv:
             raise ConfigError("posereg-report: give run directories or --from <runs.csv>, not both")
         elif args.to_tensorboard:
-            from posereg.loggers import csv_to_tensorboard
-            from posereg.report.collect import expand, find_run_dirs
+            from posereg.report.collect import expand
+            from posereg.runs import find_run_dirs
+            from posereg.training.loggers import csv_to_tensorboard
 
             for run in (d for root in expand(args.paths) for d in find_run_dirs(root)):
                 print(f"wrote {csv_to_tensorboard(run)}")

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from posereg.errors import ConfigError, DataError
-from posereg.grid import SweepPlan, compose_cell_config, launch, plan_sweep
+from posereg.grid.plan import SweepPlan, compose_cell_config, launch, plan_sweep
 from posereg.report.build import build_report
 from posereg.report.manifest import grid_variant, write_manifest
 from posereg.report.template import list_templates, load_template, value_str
@@ -25,7 +25,7 @@ from posereg.report.template import list_templates, load_template, value_str
 
 def run_bench_template(plan: SweepPlan) -> int:
     """A `kind: bench` template: call its function and store each result row as a done run directory."""
-    from posereg.bench.runs import write_bench_runs
+    from posereg.grid.bench_cells import write_bench_runs
 
     write_manifest(plan.grid_dir, plan.template, plan.grid, plan.bare_fixed(), ["posereg-sweep", plan.template.name])
     write_bench_runs(plan.template, plan.grid_dir, plan.grid, plan.fixed)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             print(" ".join(plan.command()))
             return 0
         if args.cost:
-            from posereg.grid_cost import cost_table, estimate
+            from posereg.grid.cost import cost_table, estimate
 
             print(cost_table(plan, estimate(plan)))
             return 0

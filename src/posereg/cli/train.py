@@ -2,7 +2,7 @@
 
 The recipe (`train`) reads top to bottom: seed, data, model, callbacks, loggers, trainer; fit; test;
 metrics. What re-running does to the run directory (skip, resume, retry, fresh, locks, status, exit codes)
-is the run lifecycle's job (`posereg.runs.lifecycle`).
+is the run lifecycle's job (`posereg.training.lifecycle`).
 """
 
 from __future__ import annotations
@@ -16,31 +16,30 @@ import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from posereg.cli.common import build_trainer, check_run_settings, load_init_weights, resolve_auto_cut
 from posereg.config import instantiate_group
 from posereg.console import console, network_backbone, print_metrics, print_run_summary
+from posereg.data import build_datamodule
 from posereg.devices import device_model
-from posereg.jsonio import to_jsonable
-from posereg.loggers import AppendingCSVLogger
-from posereg.nets.complexity import model_complexity
+from posereg.methods import build_module
+from posereg.methods.initial_weights import fetch_pretrained, without_initial_weights
+from posereg.nets.complexity import Complexity, model_complexity
 from posereg.paths import CONF_DIR
-from posereg.runs import register_resolvers
-from posereg.runs.checkpoints import SafeCheckpointIO
+from posereg.runs import RunMetrics, register_resolvers
 from posereg.runs.keys import defines_run, override_key
-from posereg.runs.launch import cluster_plugins
-from posereg.runs.lifecycle import RunSession, run_lifecycle
+from posereg.training.lifecycle import RunSession, run_lifecycle
+from posereg.training.loggers import AppendingCSVLogger
+from posereg.training.plugins import SafeCheckpointIO, cluster_plugins
 
 register_resolvers()
 
 
-def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callback] | None = None) -> dict:
+def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callback] | None = None
+          ) -> RunMetrics | None:
     """The recipe: seed, data, model, callbacks, loggers, trainer; fit; test; the run's metrics.json."""
-    from posereg.data import build_datamodule
-    from posereg.methods import build_module
-    from posereg.methods.initial_weights import fetch_pretrained, without_initial_weights
-
     check_run_settings(cfg)
     resuming = session.resume_from is not None
     if not resuming:  # before the data; offline: one line, and no run directory left behind
@@ -73,48 +72,48 @@ def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callbac
         best = session.run.best_ckpt if session.run.best_ckpt.exists() else None
         test = {k: float(v) for part in trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
                 for k, v in part.items()}
-    metrics = collect_metrics(cfg, trainer, session, model, test)
-    metrics["complexity"] = {"params": complexity.params, "params_m": complexity.params / 1e6, "macs": complexity.macs,
-                             "gmacs": complexity.gmacs, "input_size": list(complexity.input_hw)}
+    metrics = run_metrics(cfg, trainer, session, model, test, complexity)
     log_hparams(loggers, session.overrides, metrics)
     if session.owner:
-        print_metrics(metrics, title=f"{cfg.experiment_name} / {session.run.path.name}")
+        print_metrics(metrics.to_json(), title=f"{cfg.experiment_name} / {session.run.path.name}")
     return metrics
 
 
-def collect_metrics(cfg: DictConfig, trainer: pl.Trainer, session: RunSession, module: Any, test: dict) -> dict:
-    """metrics.json: final / best validation rows, test metrics, extras, and what was trained (setup)."""
+def run_metrics(cfg: DictConfig, trainer: pl.Trainer, session: RunSession, module: Any, test: dict,
+                complexity: Complexity) -> RunMetrics:
+    """metrics.json of a trained run: final / best validation rows, test metrics, what was trained (setup), the
+    network's complexity and the extras."""
     history = session.history
     best = history.best()
     data = cfg.data
-    return {
-        "final": {k: v for k, v in history.final().items() if k not in ("epoch", "step")},
-        "best": {k: v for k, v in best.items() if k not in ("epoch", "step")},
-        "test": test,
-        "monitor": history.monitor,
-        "monitor_mode": history.mode,
-        "best_epoch": best.get("epoch"),
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "setup": {
+    device = f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '')} x{trainer.world_size}"
+    return RunMetrics(
+        final={k: v for k, v in history.final().items() if k not in ("epoch", "step")},
+        best={k: v for k, v in best.items() if k not in ("epoch", "step")},
+        test=test,
+        monitor=history.monitor,
+        monitor_mode=history.mode,
+        best_epoch=best.get("epoch"),
+        epochs=trainer.current_epoch,
+        global_step=trainer.global_step,
+        setup={
             "method": cfg.method.name, "data": list(data.sources), "joint_set": data.joint_set,
             "backbone": network_backbone(cfg), "input_size": data.input_size,
             "batch_size": data.batch_size, "epochs": trainer.current_epoch, "steps": trainer.global_step,
-            "seed": int(cfg.seed), "device": f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '')}"
-            f" x{trainer.world_size}", "device_model": device_model(trainer.strategy.root_device),
+            "seed": int(cfg.seed), "device": device, "device_model": device_model(trainer.strategy.root_device),
             "precision": str(trainer.precision), "torch_threads": torch.get_num_threads(),
             "budget_scale": int(cfg.get("budget_scale", 1)),
         },
-        "extras": to_jsonable(getattr(module, "final_extras", {}) or {}),
-    }
+        complexity={"params": complexity.params, "params_m": complexity.params / 1e6, "macs": complexity.macs,
+                    "gmacs": complexity.gmacs, "input_size": list(complexity.input_hw)},
+        extras=getattr(module, "final_extras", {}) or {},
+    )
 
 
-def log_hparams(loggers: list, overrides: list[str], metrics: dict) -> None:
+def log_hparams(loggers: list, overrides: list[str], metrics: RunMetrics) -> None:
     """Give TensorBoard's HParams tab the run's defining settings and its final metrics."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    scalars = {f"hp/{k}": v for k, v in {**metrics["best"], **metrics["test"]}.items()}
-    hparams = {k: v for k, v in metrics["setup"].items() if isinstance(v, int | float | str)}
+    scalars = {f"hp/{k}": v for k, v in {**metrics.best, **metrics.test}.items()}
+    hparams = {k: v for k, v in metrics.setup.items() if isinstance(v, int | float | str)}
     for line in overrides:
         if defines_run(override_key(line)):
             hparams[override_key(line)] = line.split("=", 1)[-1]
@@ -140,10 +139,9 @@ def train_task(
         console.print(f"[bold]cell {HydraConfig.get().job.num + 1}/{os.environ['POSEREG_SWEEP_CELLS']}[/bold] "
                       f"{Path(run_path).name}")
     with run_lifecycle(cfg, Path(run_path), list(overrides or []), bool(multirun)) as session:
-        if session.skipped:
-            return session.metrics
-        session.metrics = train(cfg, session, extra_callbacks)
-    return session.metrics
+        if not session.skipped:
+            session.metrics = train(cfg, session, extra_callbacks)
+    return session.metrics.to_json() if session.metrics else None
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -17,7 +17,7 @@ Decoders, fastest first (``decoder="auto"`` takes the first that handles the fil
   taken from ``$POSEREG_TURBOJPEG`` (a path, or ``off``), else the one shipped inside the
   ``turbojpeg`` wheel, else a system ``libturbojpeg``;
 * ``cv2``: OpenCV's libjpeg-turbo with DCT scaling (``IMREAD_REDUCED_*``), the whole image;
-* ``pil``: :func:`posereg.data.records.read_image`, the full decode used before; it also takes
+* ``pil``: :func:`read_image` (PIL), the full decode used before; it also takes
   every file the others refuse (not a JPEG, CMYK, 12-bit, corrupt or truncated data) and so
   defines the errors.
 """
@@ -38,8 +38,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from posereg.errors import ConfigError
+from posereg.errors import ConfigError, DataError
 from posereg.geometry import invert_affine, warp_size
 
 SCALES = (1, 2, 4, 8)
@@ -257,13 +258,38 @@ def check_decoder(decoder: str, setting: str = "decoder") -> str:
     return decoder
 
 
+def read_image(path: Path | str, where: str) -> np.ndarray:
+    """RGB uint8 (H,W,3) pixels of an image file; DataError naming it when missing, unreadable or truncated."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{where}: image {path} does not exist; check the dataset root and image folder")
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes everything: a truncated file raises here, not later
+            rgb = im.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise DataError(f"{where}: image {path} cannot be decoded ({e}); re-extract or replace the file") from None
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def image_size(path: Path | str, where: str) -> tuple[int, int]:
+    """(width, height) read from the image header (never from annotation or camera files)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{where}: image {path} does not exist; check the dataset root and image folder")
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except (OSError, UnidentifiedImageError) as e:
+        raise DataError(f"{where}: image {path} cannot be opened ({e})") from None
+
+
 def decode_for_crop(path: Path | str, A: Any, out_size: Any, where: str, decoder: str = "auto") -> Region:
     """The pixels of the image at path that the crop A (image -> out_size crop) reads, as a Region.
 
     ``pil`` (and any file the fast decoders do not take) decodes the whole image at full size
-    through :func:`posereg.data.records.read_image`, which raises the DataError naming the file.
+    through :func:`read_image`, which raises the DataError naming the file.
     """
-    from posereg.data.records import read_image  # records imports this module
 
     region = None if decoder == "pil" else _decode_fast(path, A, out_size, decoder)
     return region if region is not None else Region(read_image(path, where))

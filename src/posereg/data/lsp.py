@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from posereg.data.decode import image_size
 from posereg.data.records import (
     PoseRecord,
     RecordDataset,
     check_joints,
     filter_records,
-    image_size,
     record_name,
     require_file,
     require_root,

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from posereg.data.decode import Region, check_decoder, decode_for_crop
@@ -63,32 +62,6 @@ def require_file(root: Path, relative: str | Path, setting: str) -> Path:
 def record_name(file: Path | str, record: int | str) -> str:
     """How messages name one record: '<file> record <record>'."""
     return f"{file} record {record}"
-
-
-def read_image(path: Path | str, where: str) -> np.ndarray:
-    """RGB uint8 (H,W,3) pixels of an image file; DataError naming it when missing, unreadable or truncated."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{where}: image {path} does not exist; check the dataset root and image folder")
-    try:
-        with Image.open(path) as im:
-            im.load()  # decodes everything: a truncated file raises here, not later
-            rgb = im.convert("RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"{where}: image {path} cannot be decoded ({e}); re-extract or replace the file") from None
-    return np.asarray(rgb, dtype=np.uint8)
-
-
-def image_size(path: Path | str, where: str) -> tuple[int, int]:
-    """(width, height) read from the image header (never from annotation or camera files)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{where}: image {path} does not exist; check the dataset root and image folder")
-    try:
-        with Image.open(path) as im:
-            return int(im.size[0]), int(im.size[1])
-    except (OSError, UnidentifiedImageError) as e:
-        raise DataError(f"{where}: image {path} cannot be opened ({e})") from None
 
 
 def check_joints(joints: Any, num_joints: int, dims: int, where: str, what: str = "joints") -> np.ndarray:

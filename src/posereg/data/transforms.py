@@ -21,7 +21,7 @@ import dataclasses
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -39,6 +39,7 @@ from posereg.geometry import (
     project,
     warp_size,
 )
+from posereg.paths import CONF_DIR
 from posereg.skeletons import get_joint_set, map_joints
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -47,27 +48,32 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 @dataclass
 class AugmentConfig:
-    """Training augmentation: geometric (through the crop affine) and photometric / occlusion (albumentations)."""
+    """Training augmentation: geometric (through the crop affine) and photometric / occlusion (albumentations).
 
-    scale: tuple[float, float] = (0.75, 1.25)  # box-size factor (>1 zooms out)
-    rotation: float = 30.0  # degrees: half-range (uniform) or sigma clipped at 2 sigma (normal)
-    rotation_prob: float = 0.6
-    rotation_dist: str = "uniform"
-    flip_prob: float = 0.5
-    translation: float = 0.05  # max shift as a fraction of the box size
-    brightness: float = 0.2
-    contrast: float = 0.2
-    gain: tuple[float, float] = (0.8, 1.2)  # per-channel colour multiplier (Sun et al.)
-    photometric_prob: float = 0.8
-    blur_prob: float = 0.1
-    noise_prob: float = 0.1
-    occlusion_prob: float = 0.0  # CoarseDropout-style rectangles
-    occlusion_holes: tuple[int, int] = (1, 3)
-    occlusion_size: tuple[float, float] = (0.08, 0.25)  # fraction of the crop side
+    Every field is required: the values live in the config group conf/data/augment/ (`augment_preset` reads
+    one option outside a composed config).
+    """
+
+    scale: tuple[float, float]  # box-size factor (>1 zooms out)
+    rotation: float  # degrees: half-range (uniform) or sigma clipped at 2 sigma (normal)
+    rotation_prob: float
+    rotation_dist: str  # uniform | normal
+    flip_prob: float
+    translation: float  # max shift as a fraction of the box size
+    brightness: float
+    contrast: float
+    gain: tuple[float, float]  # per-channel colour multiplier (Sun et al.)
+    photometric_prob: float
+    blur_prob: float
+    noise_prob: float
+    occlusion_prob: float  # CoarseDropout-style rectangles
+    occlusion_holes: tuple[int, int]
+    occlusion_size: tuple[float, float]  # fraction of the crop side
 
     @classmethod
     def from_cfg(cls, cfg: Any, setting: str = "data.augment") -> AugmentConfig | None:
-        """Build from a mapping (OmegaConf or dict); None/False disables augmentation."""
+        """Build from a mapping (OmegaConf or dict) with every field; None/False or `enabled: false` disables
+        augmentation. ConfigError naming the setting for an unknown or a missing key."""
         if cfg is None or cfg is False:
             return None
         if isinstance(cfg, AugmentConfig):
@@ -75,13 +81,16 @@ class AugmentConfig:
         d = dict(cfg)
         if d.pop("enabled", True) is False:
             return None
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
         if unknown:
             raise ConfigError(f"{setting}: unknown keys {unknown}; valid keys are {sorted(names)}")
+        missing = [k for k in names if k not in d]
+        if missing:
+            raise ConfigError(f"{setting}.{missing[0]} is missing: every key of conf/data/augment/default.yaml is "
+                              f"required (missing: {missing}); compose an option, e.g. data/augment=default")
         for k in ("scale", "gain", "occlusion_holes", "occlusion_size"):
-            if k in d:
-                d[k] = tuple(d[k])
+            d[k] = tuple(d[k])
         aug = cls(**d)
         aug.validate(setting)
         return aug
@@ -96,6 +105,17 @@ class AugmentConfig:
             raise ConfigError(f"{setting}.scale={list(self.scale)} must be [min, max] with 0 < min <= max")
         if self.rotation_dist not in ("uniform", "normal"):
             raise ConfigError(f"{setting}.rotation_dist={self.rotation_dist!r}: use 'uniform' or 'normal'")
+
+
+def augment_preset(name: str, **changes: Any) -> AugmentConfig:
+    """The option `conf/data/augment/<name>.yaml` (as Hydra composes it) with `changes` applied."""
+    from hydra import compose, initialize_config_dir
+
+    if not (CONF_DIR / "data" / "augment" / f"{name}.yaml").is_file():
+        raise ConfigError(f"data/augment={name}: no such option in {CONF_DIR / 'data' / 'augment'}")
+    with initialize_config_dir(config_dir=str(CONF_DIR / "data" / "augment"), version_base="1.3"):
+        node = dict(compose(config_name=name))
+    return cast(AugmentConfig, AugmentConfig.from_cfg({**node, **changes, "enabled": True}, f"data/augment={name}"))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,8 +33,8 @@ from posereg.methods.pose_module import Batch, PoseModule
 from posereg.metrics.skeleton import METRIC_NAMES, SkeletonMapSpec
 from posereg.nets.skeleton_fcn import SkeletonFCN
 from posereg.nets.skeleton_regressor import SOURCES
-from posereg.runs.checkpoints import load_checkpoint
-from posereg.runs.files import RunDir
+from posereg.runs.files import CHECKPOINTS
+from posereg.runs.open import open_run
 
 STAGE1 = "method.input.stage1_run"
 
@@ -72,28 +71,16 @@ class SkeletonMapModule(PoseModule):
         return preds
 
 
-def _stage1_checkpoint(run: RunDir, which: str) -> Path:
-    """best.ckpt (falling back to last.ckpt) or last.ckpt of a stage-1 run; ConfigError naming the setting."""
-    if which not in ("best", "last"):
-        raise ConfigError(f"method.input.stage1_checkpoint={which!r}: use best or last")
-    candidates = [run.best_ckpt, run.last_ckpt] if which == "best" else [run.last_ckpt]
-    for ckpt in candidates:
-        if ckpt.is_file():
-            return ckpt
-    raise ConfigError(f"{STAGE1}={run.path}: no checkpoints/{which}.ckpt there; train stage 1 first "
-                      "(experiment=deepskeleton_*_maps)")
-
-
 def load_stage1(run_dir: str | None, joint_set: str, input_size: int, spec: SkeletonMapSpec, which: str = "best",
                 trust: bool = False) -> SkeletonFCN:
     """The frozen, eval-mode FCN of a finished stage-1 run; its setup is checked against this run's first."""
     if run_dir in (None, ""):
         raise ConfigError(f"{STAGE1} is required for method.input.source=predicted: give a finished "
                           "deepskeleton_*_maps run directory")
-    run = RunDir(Path(str(run_dir)).expanduser())
-    if not run.config_file.is_file():
-        raise ConfigError(f"{STAGE1}={run_dir}: not a posereg run directory (no .hydra/config.yaml)")
-    cfg = OmegaConf.load(run.config_file)
+    if which not in CHECKPOINTS:
+        raise ConfigError(f"method.input.stage1_checkpoint={which!r}: use best or last")
+    opened = open_run(str(run_dir), which, trust=trust, setting=STAGE1)
+    cfg = opened.cfg
     target = str(OmegaConf.select(cfg, "method.net._target_", default=""))
     if not target.endswith("SkeletonFCN"):
         raise ConfigError(f"{STAGE1}={run_dir}: its network is {target or 'unknown'}, not the stage-1 skeleton-map "
@@ -109,18 +96,10 @@ def load_stage1(run_dir: str | None, joint_set: str, input_size: int, spec: Skel
     if their_spec != spec:
         raise ConfigError(f"{STAGE1}={run_dir}: stage 1 drew other skeleton maps ({their_spec}) than this run's "
                           f"method.skeleton ({spec}); pair the runs of one configuration")
-    ckpt = _stage1_checkpoint(run, which)
     info = DataInfo(joint_set=theirs[0], input_size=theirs[1], has_2d=True,
                     has_3d=int(OmegaConf.select(cfg, "data.dims", default=2) or 2) == 3,
                     depth_range=float(cfg.data.get("depth_range", 2000.0)), dataset_names=tuple(cfg.data.sources))
-    net = build_net(without_initial_weights(cfg), info)  # every weight comes from the stage-1 checkpoint
-    state = load_checkpoint(ckpt, trust=trust).get("state_dict", {})
-    weights = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ConfigError(f"{STAGE1}={run_dir}: {ckpt.name} does not fit the run's own network ({first})") from None
+    net = opened.load_into(build_net(without_initial_weights(cfg), info), prefix="net.")  # all from stage 1
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)

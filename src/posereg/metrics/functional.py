@@ -162,19 +162,6 @@ def pckh(
     return pck(pred, gt, mask, head_size, threshold, excluded)
 
 
-def pck_curve(
-    pred: Tensor,
-    gt: Tensor,
-    mask: Tensor | None,
-    normalizer: Tensor,
-    thresholds: Sequence[float] = CURVE_THRESHOLDS_2D,
-    excluded: Sequence[int] = (),
-) -> Tensor:
-    """Pooled PCK at every threshold, (T,) percent."""
-    c, t = pck_counts(pred, gt, mask, normalizer, thresholds)
-    return pooled_percent(c, t, included_joints(gt.shape[1], excluded))
-
-
 def auc(curve: Tensor, thresholds: Sequence[float] | Tensor | None = None, method: str = "mean") -> Tensor:
     """Area under a PCK curve, normalized to the curve's unit.
 

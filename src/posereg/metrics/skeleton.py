@@ -1,7 +1,7 @@
 """DeepSkeleton skeleton-map metrics (IoU of the bone masks, per-pixel error) and the GT maps they compare with.
 
 `SkeletonMapSpec` says how ground-truth maps are drawn from a batch (bones, colours, stick width per map
-resolution); the stage-1 loss (`posereg.losses_skeleton`), this metric and the stage-2 `gt` input
+resolution); the stage-1 loss (`posereg.losses.skeleton`), this metric and the stage-2 `gt` input
 (`posereg.methods.deepskeleton`) share it, so the three always draw the same maps.
 
 Stick width scales with the map: `width` is in pixels of a `map_size` map (default: input / 4, the FCN's

@@ -1,21 +1,21 @@
-"""Read run directories (status.json, metrics.json, .hydra/overrides.yaml, csv/metrics.csv) into records."""
+"""Read run directories (status.json, metrics.json, .hydra/overrides.yaml, csv/metrics.csv) into records.
+
+The files and their formats are `posereg.runs.RunDir`'s; this module turns them into what a report needs.
+"""
 
 from __future__ import annotations
 
 import csv
 import glob
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from posereg.errors import DataError
-
-STATUSES = ("done", "running", "interrupted", "failed", "pending")
+from posereg.jsonio import DamagedFileError
+from posereg.runs import STATUSES, RunDir, find_run_dirs
 
 
 @dataclass
@@ -86,61 +86,35 @@ def _seconds(value: Any) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _read_json(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
+def _read(read: Any) -> dict:
+    """A run file's content, {} when it is absent or damaged (a file being rewritten by a live run reads
+    as garbage for a moment: treated as absent)."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, OSError):
-        # A file being rewritten by a live run reads as garbage for a moment; treat it as absent.
-        return None
-
-
-def is_run_dir(path: Path) -> bool:
-    """A run directory has a status.json or a .hydra/overrides.yaml."""
-    return (path / "status.json").is_file() or (path / ".hydra" / "overrides.yaml").is_file()
+        return read() or {}
+    except (DamagedFileError, OSError):
+        return {}
 
 
 def load_run(path: Path) -> RunRecord:
     """Read one run directory."""
-    path = Path(path)
-    status = _read_json(path / "status.json") or {}
-    overrides_file = path / ".hydra" / "overrides.yaml"
-    lines: list[str] = []
-    if overrides_file.is_file():
-        with open(overrides_file) as f:
-            lines = [str(x) for x in (yaml.safe_load(f) or [])]
-    elif status.get("overrides"):
-        lines = [str(x) for x in status["overrides"]]
-    overrides = dict(p for p in map(parse_override, lines) if p is not None)
+    run = RunDir(path)
+    status = _read(run.read_status)
+    overrides = dict(p for p in map(parse_override, run.overrides()) if p is not None)
     state = str(status.get("status", "pending"))
     return RunRecord(
-        path=path,
-        run_key=str(status.get("run_key") or path.name),
+        path=run.path,
+        run_key=str(status.get("run_key") or run.path.name),
         status=state if state in STATUSES else "pending",
         overrides=overrides,
         error=status.get("error"),
-        metrics=_read_json(path / "metrics.json") or {},
+        metrics=_read(run.read_metrics),
         started_at=_time(status.get("started_at")),
         ended_at=_time(status.get("ended_at")),
         attempts=int(status.get("attempts") or 0),
         git_commit=str(status["git_commit"]) if status.get("git_commit") else None,
         duration_s=_seconds(status.get("duration_s")),
-        experiment=str(status.get("experiment") or path.parent.name),
+        experiment=str(status.get("experiment") or run.path.parent.name),
     )
-
-
-def find_run_dirs(root: Path) -> list[Path]:
-    """Run directories at or below `root` (not descending into a run's own sub-folders)."""
-    root = Path(root)
-    if is_run_dir(root):
-        return [root]
-    found: list[Path] = []
-    if root.is_dir():
-        for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            found += find_run_dirs(child)
-    return found
 
 
 def expand(paths: list[str | Path]) -> list[Path]:
@@ -165,7 +139,7 @@ def collect(paths: list[str | Path]) -> list[RunRecord]:
 
 def read_csv_metrics(run_dir: Path, names: list[str] | None = None) -> dict[str, list[tuple[float, float]]]:
     """Per metric, (epoch, value) pairs from csv/metrics.csv, skipping empty cells (CSVLogger rows)."""
-    files = sorted(Path(run_dir, "csv").rglob("metrics.csv"))
+    files = sorted(RunDir(run_dir).csv_dir.rglob("metrics.csv"))
     series: dict[str, list[tuple[float, float]]] = {}
     for file in files:
         with open(file, newline="") as f:

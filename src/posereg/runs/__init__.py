@@ -1,11 +1,13 @@
-"""Run directories: keys, files (status, metrics), locks, safe checkpoints and the run lifecycle.
+"""The run directory: keys, files (status, metrics, the stored config, checkpoints), locks, migration of stored
+configs and opening a finished run (`posereg.runs.open`).
 
-`posereg.runs.lifecycle.run_lifecycle` (imported on its own: it needs Lightning) is what a training entry
-point wraps its recipe in; everything else here is plain Python and safe to import from the report layer.
+Plain Python without Lightning: the report layer reads runs through it. The training process's side (the run
+lifecycle, callbacks, loggers) is `posereg.training`.
 """
 
-from posereg.runs.files import STATUSES, RunDir, git_commit
+from posereg.runs.files import STATUSES, RunDir, find_run_dirs, git_commit
 from posereg.runs.keys import defines_run, override_key, register_resolvers, run_dir, run_key
+from posereg.runs.metrics import RunMetrics
 
-__all__ = ["STATUSES", "RunDir", "defines_run", "git_commit", "override_key", "register_resolvers", "run_dir",
-           "run_key"]
+__all__ = ["STATUSES", "RunDir", "RunMetrics", "defines_run", "find_run_dirs", "git_commit", "override_key",
+           "register_resolvers", "run_dir", "run_key"]

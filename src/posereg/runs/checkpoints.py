@@ -1,6 +1,9 @@
-"""Lightning's checkpoint files: loaded without running foreign code (`posereg.weights.load_checkpoint`),
-written atomically. Writes go to a temporary file in the checkpoint's own directory, are fsync'ed and renamed over
-the target, so a killed process or a full disk never leaves a partial checkpoint under the real name.
+"""A run's checkpoint files: written atomically, and reduced to the weights once a run is done.
+
+Writes go to a temporary file in the checkpoint's own directory, are fsync'ed and renamed over the target, so a
+killed process or a full disk never leaves a partial checkpoint under the real name; loads never run foreign
+code (`posereg.weights.load_checkpoint`). Lightning writes and reads them through
+`posereg.training.plugins.SafeCheckpointIO`.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from posereg.jsonio import atomic_open
 from posereg.weights import load_checkpoint
@@ -19,20 +21,6 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save `obj` to `path` through a temporary file in the same directory (fsync, rename)."""
     with atomic_open(Path(path)) as f:
         torch.save(obj, f)
-
-
-class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O with posereg's atomic writes and safe loads."""
-
-    def __init__(self, trust: bool = False):
-        super().__init__()
-        self.trust = trust
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        atomic_save(checkpoint, path)
-
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return load_checkpoint(path, trust=self.trust)
 
 
 def weights_only_copy(path: Path) -> int:

@@ -1,20 +1,39 @@
-"""One run directory: its files, status.json and metrics.json, and what a damaged file means."""
+"""The run directory: its files and their formats, status names, the stored config and checkpoints, and
+`record()`, the one way a process writes an attempt into it (with the directory's lock).
+
+Layout (docs/architecture.md §7): `.hydra/config.yaml` and `overrides.yaml`, `status.json`, `metrics.json`
+(`posereg.runs.metrics.RunMetrics`), `checkpoints/last.ckpt` and `best.ckpt`, `csv/metrics.csv`, `train.log`,
+`.lock`. Plain Python: the report layer reads runs through this module without importing training code.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
 import socket
 import subprocess
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posereg.jsonio import DamagedFileError, read_json, write_json
-from posereg.paths import REPO_ROOT
+import yaml
+from omegaconf import DictConfig, OmegaConf
 
-STATUSES = ("pending", "running", "done", "failed", "interrupted")
+from posereg.console import console
+from posereg.errors import ConfigError, DataError
+from posereg.jsonio import DamagedFileError, atomic_write_bytes, read_json, write_json
+from posereg.paths import REPO_ROOT
+from posereg.runs.launch import scheduler_job
+from posereg.runs.lock import RunLock
+from posereg.runs.metrics import RunMetrics
+from posereg.runs.migrate import migrate_config
+
+STATUSES = ("done", "running", "interrupted", "failed", "pending")  # in the order reports count them
+CHECKPOINTS = ("best", "last")
 
 
 def now() -> str:
@@ -91,9 +110,26 @@ class RunDir:
         return self.path / ".hydra" / "overrides.yaml"
 
     @property
+    def csv_dir(self) -> Path:
+        return self.path / "csv"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "train.log"
+
+    @property
     def wandb_id_file(self) -> Path:
         return self.path / "wandb_id.txt"
 
+    def is_run(self) -> bool:
+        """A run directory has a status.json or a .hydra/overrides.yaml."""
+        return self.status_file.is_file() or self.overrides_file.is_file()
+
+    # ------------------------------------------------------------------------------------------ status
     def read_status(self, repair: bool = False) -> dict:
         """The status record; 'pending' for a new directory. A damaged file raises, or with `repair` is set
         aside and replaced by what the other files show (see `infer_status`)."""
@@ -162,10 +198,128 @@ class RunDir:
         return self.update_status(status=status, ended_at=ended.isoformat(timespec="seconds"), duration_s=duration,
                                   error=error, failed_step=failed_step, exit_code=exit_code, **extra)
 
+    # -------------------------------------------------------------------------------- metrics, overrides
     def read_metrics(self) -> dict:
-        """metrics.json, or an empty dict (DamagedFileError when it cannot be parsed)."""
+        """metrics.json as stored, or an empty dict (DamagedFileError when it cannot be parsed)."""
         return read_json(self.metrics_file) or {}
 
-    def write_metrics(self, metrics: dict) -> None:
-        """Write metrics.json atomically."""
-        write_json(self.metrics_file, metrics)
+    def metrics(self) -> RunMetrics | None:
+        """metrics.json as a record, None when there is none (DamagedFileError when it cannot be parsed)."""
+        data = read_json(self.metrics_file)
+        return RunMetrics.from_json(data) if data else None
+
+    def write_metrics(self, metrics: RunMetrics) -> None:
+        """Write metrics.json atomically (an attempt's `done` does)."""
+        write_json(self.metrics_file, metrics.to_json())
+
+    def overrides(self) -> list[str]:
+        """The overrides that define the run: .hydra/overrides.yaml, else those status.json recorded."""
+        if self.overrides_file.is_file():
+            with open(self.overrides_file) as f:
+                return [str(x) for x in (yaml.safe_load(f) or [])]
+        try:
+            status = read_json(self.status_file) or {}
+        except DamagedFileError:
+            status = {}
+        return [str(x) for x in status.get("overrides") or []]
+
+    def save_config(self, overrides: list[str], cfg: DictConfig | None = None) -> None:
+        """`.hydra/overrides.yaml` and, when given, the composed config `.hydra/config.yaml` (atomically)."""
+        if cfg is not None:
+            atomic_write_bytes(self.config_file, OmegaConf.to_yaml(cfg).encode())
+        atomic_write_bytes(self.overrides_file, yaml.safe_dump(list(overrides)).encode())
+
+    def clear_outputs(self) -> None:
+        """Remove what an earlier attempt left (checkpoints, logs, metrics) before a fresh start."""
+        for leftover in (self.checkpoint_dir, self.csv_dir, self.tensorboard_dir, self.metrics_file):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            elif leftover.exists():
+                leftover.unlink()
+
+    # ------------------------------------------------------------------------- opening a finished run
+    def config(self, setting: str = "run") -> DictConfig:
+        """The stored config, brought up to date (`posereg.runs.migrate`); ConfigError naming `setting` when
+        the directory has none."""
+        if not self.config_file.is_file():
+            raise ConfigError(f"{setting}={self.path}: not a posereg run directory (no .hydra/config.yaml)")
+        return migrate_config(OmegaConf.load(self.config_file))
+
+    def checkpoint(self, which: str = "best", setting: str = "run") -> Path:
+        """`best` (best.ckpt, else last.ckpt), `last`, or a checkpoint file; ConfigError naming `setting` when
+        it does not exist."""
+        if which == "best":
+            candidates = [self.best_ckpt, self.last_ckpt]
+        elif which == "last":
+            candidates = [self.last_ckpt]
+        else:
+            candidates = [Path(which)]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            what = f"checkpoints/{which}.ckpt" if which in CHECKPOINTS else f"checkpoint file {which}"
+            raise ConfigError(f"{setting}={self.path}: no {what} (is the run trained? ckpt=best|last|<file>)")
+        return found
+
+    # ---------------------------------------------------------------------------------------- writing
+    @contextmanager
+    def record(self) -> Iterator[Attempt]:
+        """Own the directory for one attempt: hold its lock (RunInUseError naming the owner when another
+        process holds it) while the block runs. An attempt started and left without an outcome is recorded
+        as failed when the block raises (exit code 2 for a ConfigError / DataError, else 1)."""
+        with RunLock(self.path, scheduler_job(), now()):
+            attempt = Attempt(self)
+            try:
+                yield attempt
+            except BaseException as err:
+                if attempt.open:
+                    attempt.end("failed", error=f"{type(err).__name__}: {err}",
+                                exit_code=2 if isinstance(err, ConfigError | DataError) else 1)
+                raise
+            if attempt.open:
+                attempt.end("interrupted", error="the attempt ended without an outcome", exit_code=1)
+
+
+@dataclass
+class Attempt:
+    """One attempt at a run directory, inside `RunDir.record()`: `start`, then `done` or `end`."""
+
+    run: RunDir
+    started: bool = False
+    ended: bool = False
+
+    @property
+    def open(self) -> bool:
+        """Started and not ended yet."""
+        return self.started and not self.ended
+
+    def start(self, experiment: str, overrides: list[str], launch: str, resumed_from: str | None = None) -> None:
+        """Record the launch in status.json (running)."""
+        self.run.mark_running(experiment, overrides, resumed_from=resumed_from, launch=launch)
+        self.started = True
+
+    def done(self, metrics: RunMetrics) -> None:
+        """Write metrics.json, then record `done`."""
+        self.run.write_metrics(metrics)
+        self.run.mark_finished("done", exit_code=0)
+        self.ended = True
+
+    def end(self, status: str, **fields: Any) -> None:
+        """Record another outcome (failed, interrupted) with its error and exit code; on a full or read-only
+        disk say so instead of raising, so the error being recorded stays the one reported."""
+        self.ended = True
+        try:
+            self.run.mark_finished(status, **fields)
+        except OSError as err:
+            console.print(f"[red]could not update {self.run.status_file}[/red]: {err.strerror}")
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Run directories at or below `root` (not descending into a run's own sub-folders)."""
+    root = Path(root)
+    if RunDir(root).is_run():
+        return [root]
+    found: list[Path] = []
+    if root.is_dir():
+        for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            found += find_run_dirs(child)
+    return found

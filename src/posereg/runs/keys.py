@@ -84,8 +84,8 @@ def pick(flag: Any, if_true: Any, if_false: Any) -> Any:
 
 
 def amp_precision() -> str:
-    """``${amp_precision:}``: the mixed precision `trainer=gpu` uses on this machine (posereg.perf decides)."""
-    from posereg.perf import amp_precision as decide  # imports torch: only when a GPU preset is resolved
+    """``${amp_precision:}``: the mixed precision `trainer=gpu` uses on this machine (posereg.devices decides)."""
+    from posereg.devices import amp_precision as decide  # imports torch: only when a GPU preset is resolved
 
     return decide()
 

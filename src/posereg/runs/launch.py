@@ -68,10 +68,3 @@ def requeue_slurm_job() -> tuple[str, int]:
     except FileNotFoundError:
         return job, 127
 
-
-def cluster_plugins() -> list:
-    """Lightning plugins for the cluster this runs on: under SLURM, its environment with Lightning's own
-    auto-requeue off (posereg's RequeueOnSignal and the run lifecycle do it, into last.ckpt)."""
-    from lightning.fabric.plugins.environments import SLURMEnvironment
-
-    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []

@@ -136,11 +136,6 @@ def clip_angles(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def clip_to_limits(a: dict[str, float]) -> dict[str, float]:
-    """Clip every angle to ANGLE_LIMITS and shrink ball-joint flex/abd into the cone limits."""
-    return angles_dict(clip_angles(angles_vector(a)))
-
-
 def cone_deviation(flex: float, abd: float) -> float:
     """Angle (deg) between the limb and straight down for rot_z(abd) @ rot_x(-flex) applied to down."""
     c = math.cos(math.radians(flex)) * math.cos(math.radians(abd))

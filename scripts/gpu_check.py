@@ -1,8 +1,8 @@
-"""The Python half of bench/gpu_check.sh: what ran it, the measurements, and the summary with the goals of issue 29.
+"""The Python half of scripts/gpu_check.sh: what ran it, the measurements, and the summary with the goals of issue 29.
 
-    python bench/gpu_check.py probe --out DIR             # DIR/machine.json: GPU model, driver, torch, CUDA, cuDNN
-    python bench/gpu_check.py measure --out DIR --deadline UNIX_TIME [--workers N] [--cpu-dry-run]
-    python bench/gpu_check.py summary --out DIR           # DIR/gpu_check.json + gpu_check.md from what is there
+    python scripts/gpu_check.py probe --out DIR             # DIR/machine.json: GPU model, driver, torch, CUDA, cuDNN
+    python scripts/gpu_check.py measure --out DIR --deadline UNIX_TIME [--workers N] [--cpu-dry-run]
+    python scripts/gpu_check.py summary --out DIR           # DIR/gpu_check.json + gpu_check.md from what is there
 
 `measure` runs its sections in order of importance; each is skipped (and named as skipped) when the time left
 before --deadline is below its estimate, and DIR/measurements.json is rewritten after each one, so that a step
@@ -68,7 +68,7 @@ def probe(out: Path) -> dict[str, Any]:
     """What ran the check: GPU model and memory, driver, torch, CUDA, cuDNN, Python, cores."""
     import torch
 
-    from posereg.perf import amp_precision
+    from posereg.devices import amp_precision
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version(), "cpu_cores": os.cpu_count(),
@@ -186,7 +186,8 @@ class Check:
 
     def speed_variants(self) -> None:
         """Model-only img/s of the ResNet-50 256 preset: fp32 vs bf16, NCHW vs channels_last (eager)."""
-        from posereg.bench.throughput import Workload, compose_preset, pick_device, time_model_only
+        from posereg.bench.throughput import Workload, compose_preset, time_model_only
+        from posereg.devices import pick_device
 
         for name, (precision, extra) in VARIANTS.items():
             cfg = compose_preset([*self.overrides("integral_r50_256", False, precision), *extra])
@@ -419,7 +420,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line (bench/gpu_check.sh calls it)."""
+    """Command line (scripts/gpu_check.sh calls it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("probe", "measure", "summary"))
     p.add_argument("--out", type=Path, required=True)

@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from posereg.errors import ConfigError, DataError
-from posereg.grid import SweepPlan, compose_cell_config
+from posereg.grid.plan import SweepPlan, compose_cell_config
 from posereg.report.collect import load_run
 
 TRAIN_FLOPS_PER_MAC = 6  # 2 FLOPs per MAC, forward + backward (~2x forward)

@@ -30,16 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from posereg.config import instantiate
+from posereg.data import build_datamodule
 from posereg.errors import ConfigError
 from posereg.geometry import apply_affine, project
-from posereg.jsonio import atomic_write_bytes, to_jsonable, write_json
-from posereg.runs import RunDir, register_resolvers, run_key
-from posereg.runs.checkpoints import load_checkpoint
+from posereg.jsonio import to_jsonable, write_json
+from posereg.data.workers import closing_loader
+from posereg.methods import build_module, method_dims
+from posereg.methods.initial_weights import without_initial_weights
+from posereg.runs import RunDir, RunMetrics, register_resolvers, run_key
+from posereg.runs.files import CHECKPOINTS
+from posereg.runs.open import OpenedRun, open_run
 
 SPLITS = ("val", "test")
 VARIANTS = ("single", "selected", "oracle", "ensemble")
@@ -52,14 +56,22 @@ _SKIP_KEYS = ("image",)
 class RunSetup:
     """A run directory checked for use as a hypothesis or 2D source (nothing heavy built yet)."""
 
-    path: Path
-    cfg: DictConfig
-    checkpoint: Path
+    opened: OpenedRun
     joint_set: str
     dims: int
     has_3d: bool
     samples: int
     datamodule: Any = field(repr=False, default=None)
+
+    @property
+    def path(self) -> Path:
+        """The run directory."""
+        return self.opened.run.path
+
+    @property
+    def cfg(self) -> DictConfig:
+        """The run's stored config (paths.run_dir set to it)."""
+        return self.opened.cfg
 
     @property
     def input_source(self) -> str:
@@ -98,27 +110,15 @@ def split_run_list(text: str) -> list[Path]:
     return out
 
 
-def check_run(path: Path, split: str, ckpt: str, role: str) -> RunSetup:
+def check_run(path: Path, split: str, ckpt: str, trust: bool, role: str) -> RunSetup:
     """A RunSetup, or a ConfigError naming the run: no config, no checkpoint, no pose, 3D method on 2D data."""
-    from posereg.data import build_datamodule
-    from posereg.methods import method_dims
-
-    run = RunDir(path)
-    if not run.config_file.is_file():
-        raise ConfigError(f"{role}={path}: not a posereg run directory (no .hydra/config.yaml)")
-    cfg = OmegaConf.load(run.config_file)
-    with open_dict(cfg):
-        cfg.paths.run_dir = str(run.path)
+    if ckpt not in CHECKPOINTS:
+        raise ConfigError(f"ckpt={ckpt}: use best or last")
+    opened = open_run(path, ckpt, trust=trust, setting=role)  # as posereg-eval: best.ckpt, falling back to last.ckpt
+    cfg = opened.cfg
     if str(OmegaConf.select(cfg, "method.net._target_", default="")).endswith("SkeletonFCN"):
         raise ConfigError(f"{role}={path}: a stage-1 skeleton-map run predicts no pose; give stage-2 "
                           "(deepskeleton_*_regress) or other pose runs")
-    if ckpt not in ("best", "last"):
-        raise ConfigError(f"ckpt={ckpt}: use best or last")
-    # as posereg-eval: best.ckpt, falling back to last.ckpt
-    candidates = [run.best_ckpt, run.last_ckpt] if ckpt == "best" else [run.last_ckpt]
-    checkpoint = next((c for c in candidates if c.is_file()), None)
-    if checkpoint is None:
-        raise ConfigError(f"{role}={path}: no {ckpt} checkpoint there; is the run trained?")
     dm = build_datamodule(cfg)
     info = dm.info
     dims = method_dims(cfg, info)
@@ -126,7 +126,7 @@ def check_run(path: Path, split: str, ckpt: str, role: str) -> RunSetup:
         raise ConfigError(f"{role}={path}: a 3D regression on 2D-only data {list(info.dataset_names)}: "
                           "3D hypotheses need 3D labels")
     samples = len(dm.dataset(split))
-    return RunSetup(run.path, cfg, checkpoint, info.joint_set, dims, info.has_3d, samples, dm)
+    return RunSetup(opened, info.joint_set, dims, info.has_3d, samples, dm)
 
 
 def check_setups(hyps: Sequence[RunSetup], source: RunSetup | None, split: str) -> None:
@@ -212,16 +212,11 @@ def fingerprint(gt: Mapping[str, Any]) -> str:
     return h.hexdigest()[:12]
 
 
-def predict(setup: RunSetup, split: str, trust: bool, device: str, reference: Mapping[str, Any] | None,
-            role: str) -> Predictions:
+def predict(setup: RunSetup, split: str, device: str, reference: Mapping[str, Any] | None, role: str
+            ) -> Predictions:
     """Run the module of `setup` over the split; ConfigError as soon as a batch's GT differs from `reference`."""
-    from posereg.data.workers import closing_loader
-    from posereg.methods import build_module
-    from posereg.methods.initial_weights import without_initial_weights
-
-    model = build_module(without_initial_weights(setup.cfg), setup.datamodule.info)  # the checkpoint's weights
-    state = load_checkpoint(setup.checkpoint, trust=trust)
-    model.load_state_dict(state.get("state_dict", state))
+    # the checkpoint holds every weight: the initial ones are neither downloaded nor read
+    model = setup.opened.load_into(build_module(without_initial_weights(setup.cfg), setup.datamodule.info))
     dev = torch.device(device)
     model.to(dev).eval()
     dm = setup.datamodule
@@ -359,7 +354,8 @@ def default_out(hyps: Sequence[RunSetup], overrides: Sequence[str], seed: str) -
     return hyps[0].path.parent.parent / EXPERIMENT / run_key(list(overrides), seed)
 
 
-def collect_metrics(split: str, variants: Mapping[str, dict[str, Any]], extras: dict[str, Any]) -> dict[str, Any]:
+def hypotheses_metrics(split: str, variants: Mapping[str, dict[str, Any]], extras: dict[str, Any],
+                       setup: dict[str, Any]) -> RunMetrics:
     """metrics.json: `<split>/<metric>@<variant>` (+ the method's own value unsuffixed) in `final` (and `test`)."""
     scalars: dict[str, float] = {}
     method = "selected" if "selected" in variants else "single"
@@ -371,8 +367,7 @@ def collect_metrics(split: str, variants: Mapping[str, dict[str, Any]], extras: 
                     scalars[f"{split}/{name}"] = float(value)
             else:
                 extras.setdefault(variant, {})[name] = to_jsonable(value)
-    return {"final": scalars, "best": {}, "test": dict(scalars) if split == "test" else {}, "monitor": None,
-            "extras": extras}
+    return RunMetrics(final=scalars, test=dict(scalars) if split == "test" else {}, setup=setup, extras=extras)
 
 
 def run_hypotheses(runs: Sequence[str | Path], source: str = "gt", split: str = "test", out: str | Path | None = None,
@@ -383,26 +378,24 @@ def run_hypotheses(runs: Sequence[str | Path], source: str = "gt", split: str = 
         raise ConfigError(f"split={split}: choose val or test")
     if not runs:
         raise ConfigError("runs= is empty (K = 0): give the regression run directories, one per hypothesis")
-    hyps = [check_run(Path(r), split, ckpt, "runs") for r in runs]
-    src = None if source == "gt" else check_run(Path(source), split, ckpt, "source")
+    hyps = [check_run(Path(r), split, ckpt, trust, "runs") for r in runs]
+    src = None if source == "gt" else check_run(Path(source), split, ckpt, trust, "source")
     check_setups(hyps, src, split)
-    lines = run_overrides(hyps, src, split)
-    seed = _joined([h.seed for h in hyps])
+    lines, seed = run_overrides(hyps, src, split), _joined([h.seed for h in hyps])
     run = RunDir(Path(out) if out else default_out(hyps, lines, seed))
-    if run.read_status(repair=True).get("status") == "done" and not force:
-        return run.path
-    run.path.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(run.overrides_file, yaml.safe_dump([*lines, f"seed={seed}"]).encode())
-    run.mark_running(EXPERIMENT, [*lines, f"seed={seed}"], resumed_from=None, launch="posereg-hypotheses")
-    try:
+    with run.record() as attempt:
+        if run.read_status(repair=True).get("status") == "done" and not force:
+            return run.path
+        run.save_config([*lines, f"seed={seed}"])
+        attempt.start(EXPERIMENT, [*lines, f"seed={seed}"], launch="posereg-hypotheses")
         preds: list[Predictions] = []
         for h in hyps:
-            preds.append(predict(h, split, trust, device, preds[0].gt if preds else None, "runs"))
+            preds.append(predict(h, split, device, preds[0].gt if preds else None, "runs"))
         gt = preds[0].gt
         if src is None:
             target, mask = gt_image_2d(gt), gt["weights"][..., 0] > 0
         else:
-            p2d = predict(src, split, trust, device, gt, "source")
+            p2d = predict(src, split, device, gt, "source")
             target, mask = p2d.image_2d, torch.isfinite(p2d.image_2d).all(-1)
         root = _root_index(hyps[0].cfg) if hyps[0].dims == 3 else None
         sel = select(preds, target, mask, root)
@@ -417,15 +410,9 @@ def run_hypotheses(runs: Sequence[str | Path], source: str = "gt", split: str = 
                   "gt_fingerprint": fingerprint(gt), "input_sources": [h.input_source for h in hyps],
                   "selected_share": (torch.bincount(sel.chosen, minlength=k).double() / len(target)).tolist(),
                   "oracle_share": (torch.bincount(sel.oracle, minlength=k).double() / len(target)).tolist()}
-        metrics = collect_metrics(split, variants, {"hypotheses": extras})
         # the first run's training setup (what the report's setup line shows), plus what was combined
-        metrics["setup"] = {**(RunDir(hyps[0].path).read_metrics().get("setup") or {}), "hypotheses": k,
-                            "source_2d": source, "seed": seed}
+        first = RunDir(hyps[0].path).metrics()
+        setup = {**(first.setup if first else {}), "hypotheses": k, "source_2d": source, "seed": seed}
         write_json(run.path / "hypotheses.json", to_jsonable(extras))
-        run.write_metrics(to_jsonable(metrics))
-        run.mark_finished("done", exit_code=0)
-    except BaseException as err:
-        run.mark_finished("failed", error=f"{type(err).__name__}: {err}", exit_code=2 if isinstance(err, ConfigError)
-                          else 1)
-        raise
+        attempt.done(hypotheses_metrics(split, variants, {"hypotheses": extras}, setup))
     return run.path

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from posereg.codecs import CoordTargets
 from posereg.errors import ConfigError
-from posereg.losses import LossTerm
+from posereg.losses.terms import LossTerm
 from posereg.metrics.skeleton import SkeletonMapSpec
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The prepared GPU check: one H100/H200, no network, over by its deadline whatever happens inside. From anywhere:
 #
-#   bash bench/gpu_check.sh                 # on the GPU machine, with wheelhouse/ (`make wheelhouse`) in the checkout
-#   bash bench/gpu_check.sh --cpu-dry-run   # anywhere: the same steps on the CPU with tiny sizes
-#   bash bench/gpu_check.sh --setup-only    # only the setup: the virtualenv that scripts/gpu_grids.sh trains with
+#   bash scripts/gpu_check.sh                 # on the GPU machine, with wheelhouse/ (`make wheelhouse`) in the checkout
+#   bash scripts/gpu_check.sh --cpu-dry-run   # anywhere: the same steps on the CPU with tiny sizes
+#   bash scripts/gpu_check.sh --setup-only    # only the setup: the virtualenv that scripts/gpu_grids.sh trains with
 #
 # Steps, in this order, each under `timeout` with its own limit, cut shorter where the deadline comes first
 # (`timeout` signals the step's whole process group, and SIGKILLs it 10 s later if anything is left):
@@ -13,11 +13,11 @@
 #            machine lacks come from there, its torch, torchvision, opencv, numpy ... are kept
 #   probe    the GPU model, driver, torch, CUDA and cuDNN versions (machine.json)
 #   tests    the `gpu` tests (tests/test_gpu.py), limit TESTS_S
-#   measure  bench/gpu_check.py measure: the measurements, most important first, each section skipped when what
+#   measure  scripts/gpu_check.py measure: the measurements, most important first, each section skipped when what
 #            is left before the deadline is below its estimate, measurements.json saved after each section
 # The steps run together under one more `timeout` (the whole); then the summary is always written, whatever
 # happened: gpu_check.md + gpu_check.json with the machine, each step's outcome (ok, failed, cut at its limit or
-# at the deadline, not run), the test results, the goals of issue 29 and the measurements, in $OUT (bench/gpu/
+# at the deadline, not run), the test results, the goals of issue 29 and the measurements, in $OUT (docs/benchmarks/gpu/
 # when OUT is unset), beside gpu_check_logs.tar.gz (the steps' logs). Exit status 0 when every step passed.
 # Settings (environment): DEADLINE_S (seconds for everything, summary included: 480, which leaves 2 minutes of a
 # 600 s device call), TESTS_S (the gpu tests' limit, 150), PYTHON (the interpreter with torch; python3), VENV
@@ -27,13 +27,13 @@
 set -uo pipefail
 started=$(date +%s)
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
-self=bench/gpu_check.sh
+self=scripts/gpu_check.sh
 mode=${1:-}
 case "$mode" in
   --cpu-dry-run | --setup-only | "" | _setup | _steps) ;;
-  *) echo "usage: bash bench/gpu_check.sh [--cpu-dry-run | --setup-only]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/gpu_check.sh [--cpu-dry-run | --setup-only]" >&2; exit 2 ;;
 esac
-out=${OUT:-bench/gpu}
+out=${OUT:-docs/benchmarks/gpu}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 venv=${VENV:-/tmp/posereg-gpu-venv}
@@ -137,14 +137,14 @@ case "$mode" in
     step setup 180 bash "$self" _setup >"$out/setup.log" 2>&1 || { tail -20 "$out/setup.log"; exit 2; }
     tail -1 "$out/setup.log"
     rc=0
-    step probe 60 "$venv/bin/python" bench/gpu_check.py probe --out "$out" >"$out/probe.log" 2>&1 || rc=1
+    step probe 60 "$venv/bin/python" scripts/gpu_check.py probe --out "$out" >"$out/probe.log" 2>&1 || rc=1
     step tests "${TESTS_S:-150}" "$venv/bin/python" -m pytest -v -m gpu -p no:cacheprovider tests/test_gpu.py \
       --junitxml="$out/gpu_tests.xml" >"$out/gpu_tests.log" 2>&1 || rc=1
     tail -1 "$out/gpu_tests.log"
     # the measurements stop starting sections 15 s before the step's end
     # shellcheck disable=SC2086
     step measure $((deadline - summary_s - $(date +%s))) env WANDB_MODE=offline "$venv/bin/python" \
-      bench/gpu_check.py measure --out "$out" --deadline $((deadline - summary_s - 15)) \
+      scripts/gpu_check.py measure --out "$out" --deadline $((deadline - summary_s - 15)) \
       ${WORKERS:+--workers "$WORKERS"} $dry >"$out/measure.log" 2>&1 || rc=1
     exit $rc ;;
 esac
@@ -162,7 +162,7 @@ if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then  # timeout's own exit codes: the
   record whole "cut at the deadline" "$rc" $(($(date +%s) - started)) "$whole"
 fi
 for interpreter in "$venv/bin/python" "$py" python3; do
-  PYTHONPATH=src timeout -k 2 15 "$interpreter" bench/gpu_check.py summary --out "$out" >"$out/summary.log" 2>&1 \
+  PYTHONPATH=src timeout -k 2 15 "$interpreter" scripts/gpu_check.py summary --out "$out" >"$out/summary.log" 2>&1 \
     && break
 done
 cat "$out/gpu_check.md" 2>/dev/null || { cat "$out/summary.log" >&2; echo "error: no summary" >&2; rc=2; }

@@ -1,4 +1,4 @@
-"""`kind: bench` templates: call a benchmark function and store each of its rows as a done run directory.
+"""The cells of `kind: bench` templates: call a benchmark function and store each row as a done run directory.
 
 posereg-sweep runs these; the report then reads the directories like any training grid (it never runs
 anything itself), so a bench table (SSP-Net Table 4) gets the same layout, paper column and renderers.
@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import importlib
 import math
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from posereg.errors import ConfigError
 from posereg.report.template import Template
-from posereg.runs import RunDir
+from posereg.runs import RunDir, RunMetrics
 from posereg.runs.launch import launch_token
 
 
@@ -48,25 +47,20 @@ def write_bench_runs(
             paths += [c.path for c in cells.values()]
             continue
         overrides = {v: [*(f"{k}={x}" for k, x in fixed.items()), f"{row_key}={v}", f"seed={seed}"] for v in values}
-        for v, run in cells.items():
-            run.mark_running(template.name, overrides[v], resumed_from=None, launch=launch_token())
-        try:
-            rows = fn(seed=int(seed), **kwargs)
-        except Exception as err:
-            for run in cells.values():
-                run.mark_finished("failed", error=f"{type(err).__name__}: {err}")
-            raise
-        by_value = {str(r.get(row_key)): r for r in rows}
-        for v, run in cells.items():
-            (run.path / ".hydra").mkdir(parents=True, exist_ok=True)
-            (run.path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides[v]))
-            row = by_value.get(v)
-            if row is None:
-                run.mark_finished("failed", error=f"{spec['target']} returned no row with {row_key}={v}")
-                continue
-            scalars = {k: float(x) for k, x in row.items()
-                       if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(float(x))}
-            run.write_metrics({"final": scalars, "best": scalars, "test": {}, "extras": {}})
-            run.mark_finished("done")
-            paths.append(run.path)
+        with ExitStack() as held:  # one call measures every cell of the seed: hold all their locks
+            attempts = {v: held.enter_context(run.record()) for v, run in cells.items()}
+            for v, attempt in attempts.items():
+                attempt.start(template.name, overrides[v], launch=launch_token())
+            rows = fn(seed=int(seed), **kwargs)  # an error is recorded in every cell (RunDir.record)
+            by_value = {str(r.get(row_key)): r for r in rows}
+            for v, attempt in attempts.items():
+                attempt.run.save_config(overrides[v])
+                row = by_value.get(v)
+                if row is None:
+                    attempt.end("failed", error=f"{spec['target']} returned no row with {row_key}={v}")
+                    continue
+                scalars = {k: float(x) for k, x in row.items()
+                           if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(float(x))}
+                attempt.done(RunMetrics(final=scalars, best=scalars))
+                paths.append(attempt.run.path)
     return paths

@@ -1,4 +1,4 @@
-"""Grids: a multirun template plus command-line overrides, planned cell by cell and launched with Hydra.
+"""A grid's plan: a multirun template plus command-line overrides, planned cell by cell and launched with Hydra.
 
 `plan_sweep` merges a template with overrides (grid axes may be replaced or added, fixed keys replaced),
 `compose_cell` gives a cell's run directory from Hydra's own composition, `launch` runs the grid as a
@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from omegaconf import DictConfig, open_dict
 
 from posereg.errors import ConfigError
@@ -204,12 +203,11 @@ def isolate_bad_cells(plan: SweepPlan) -> list[Path]:
 def write_failed_status(path: Path, plan: SweepPlan, cell: dict[str, str], error: str) -> None:
     """status.json + .hydra/overrides.yaml of a cell that failed before it could start."""
     overrides = plan.cell_overrides(cell)
-    (path / ".hydra").mkdir(parents=True, exist_ok=True)
-    with open(path / ".hydra" / "overrides.yaml", "w") as f:
-        yaml.safe_dump(overrides, f)
     run = RunDir(path)
-    run.mark_running(plan.experiment, overrides, resumed_from=None, launch=launch_token())
-    run.mark_finished("failed", error=error)
+    with run.record() as attempt:
+        run.save_config(overrides)
+        attempt.start(plan.experiment, overrides, launch=launch_token())
+        attempt.end("failed", error=error)
 
 
 def _start_child() -> None:

@@ -4,13 +4,14 @@
         if not session.skipped:
             session.metrics = train(cfg, session)
 
-On entry (rank 0 only): take the run directory's lock, read status.json (a damaged one is set aside and
-inferred from the other files), decide skip (done) / skip_failed / resume (from the newest loadable
-checkpoint; damaged ones are set aside) / fresh, check that a resumed run's saved config still describes
-it, save the config on a fresh start, and record the launch in status.json. On exit: metrics.json and
-`done`, or `failed` / `interrupted` with the error, a one-line message and an exit code a scheduler can
-read (2 bad input, 3 non-finite loss, 74 disk error, 75 run in use, 130 SIGINT, 143 SIGTERM). Other
-ranks of a distributed launch never write: they wait for rank 0's launch token and follow its decision.
+Enter (rank 0 only): take the run directory's lock (`RunDir.record`), read status.json (a damaged one is
+set aside and inferred from the other files), decide skip (done) / skip_failed / resume (from the newest
+loadable checkpoint; damaged ones are set aside) / fresh, check that a resumed run's saved config still
+describes it, save the config on a fresh start, and record the launch in status.json. Body: the recipe
+trains. Exit: metrics.json and `done`, or `failed` / `interrupted` with the error, a one-line message and
+an exit code a scheduler can read (2 bad input, 3 non-finite loss, 74 disk error, 75 run in use, 130
+SIGINT, 143 SIGTERM). Other ranks of a distributed launch never write: they wait for rank 0's launch token
+and follow its decision.
 """
 
 from __future__ import annotations
@@ -20,16 +21,25 @@ import shutil
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from posereg.callbacks import (
+from posereg.console import console
+from posereg.data.resumable import BatchPositionTracker
+from posereg.errors import ConfigError, DataError
+from posereg.jsonio import DamagedFileError, read_json
+from posereg.runs.checkpoints import weights_only_copy
+from posereg.runs.files import Attempt, RunDir, now, set_aside
+from posereg.runs.keys import defines_run
+from posereg.runs.launch import is_rank_zero, launch_token, requeue_slurm_job, slurm_job_id
+from posereg.runs.lock import EXIT_IN_USE, RunInUseError
+from posereg.runs.metrics import RunMetrics
+from posereg.training.callbacks import (
     InterruptCheckpoint,
     MetricHistory,
     NanGuard,
@@ -40,16 +50,7 @@ from posereg.callbacks import (
     interruption_signal,
     last_checkpoint,
 )
-from posereg.console import console
-from posereg.data.resumable import BatchPositionTracker
-from posereg.errors import ConfigError, DataError
-from posereg.jsonio import DamagedFileError, atomic_write_bytes, read_json
-from posereg.runs.checkpoints import weights_only_copy
-from posereg.runs.files import RunDir, now, set_aside
-from posereg.runs.keys import defines_run
-from posereg.runs.launch import is_rank_zero, launch_token, requeue_slurm_job, scheduler_job, slurm_job_id
-from posereg.runs.lock import EXIT_IN_USE, RunInUseError, RunLock
-from posereg.runs.runlog import run_log
+from posereg.training.runlog import run_log
 from posereg.weights import DamagedCheckpointError, load_checkpoint
 
 EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_DISK = 2, 3, 74
@@ -67,7 +68,7 @@ class RunSession:
     resume_from: Path | None = None
     owner: bool = True  # this process writes the run files (global rank 0)
     trust_checkpoints: bool = False
-    metrics: dict[str, Any] | None = None
+    metrics: RunMetrics | None = None
     exit_code: int = 0
     history: MetricHistory = field(default_factory=lambda: MetricHistory(None))
     interrupt: InterruptCheckpoint | None = None
@@ -75,6 +76,7 @@ class RunSession:
     requeue_signal: str | None = None  # the scheduler's warning signal, when running under SLURM
     discard: bool = False  # remove the run directory on exit (a single run refused for bad input before it began)
     training_started: bool = False  # set by the recipe just before fitting
+    attempt: Attempt | None = None  # the attempt this process records (rank 0, when it trains)
 
     @property
     def skipped(self) -> bool:
@@ -95,6 +97,88 @@ class RunSession:
         if self.requeue_signal:
             callbacks.append(RequeueOnSignal(self.requeue_signal))
         return callbacks
+
+
+@contextmanager
+def run_lifecycle(cfg: DictConfig, run_path: Path, overrides: list[str], multirun: bool = False
+                  ) -> Iterator[RunSession]:
+    """Own one launch of a run directory (see the module docstring): enter, yield the session, exit."""
+    run = RunDir(run_path)
+    with open_dict(cfg):
+        cfg.paths.run_dir = str(run.path)
+    session: RunSession | None = None
+    try:
+        with ExitStack() as held:  # the run's lock, while this process records an attempt
+            session = _enter(cfg, run, list(overrides), multirun, held)
+            try:
+                with _train_log(session):
+                    yield session
+            except BaseException as err:  # noqa: BLE001 - status must say what happened, whatever it was
+                _exit_failed(session, err, multirun)
+            else:
+                _exit(cfg, session)
+    finally:
+        if session is not None and session.discard:
+            shutil.rmtree(run.path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------- enter
+def _enter(cfg: DictConfig, run: RunDir, overrides: list[str], multirun: bool, held: ExitStack) -> RunSession:
+    """Follow rank 0, or take the lock, decide and record the launch; the session trains nothing when the run is
+    busy, done, failed before (retry_failed=false) or refused (bad input: exit 2, or a skipped cell in a grid)."""
+    if not is_rank_zero():
+        return _follow(cfg, run, overrides)
+    try:
+        attempt = held.enter_context(run.record())
+    except RunInUseError as err:
+        console.print(f"[bold red]busy[/bold red]: {err}")
+        if not multirun:
+            raise SystemExit(EXIT_IN_USE) from None
+        return RunSession(run, "busy", exit_code=EXIT_IN_USE)
+    try:
+        session = _decide(cfg, run)
+        session.overrides = overrides
+        session.requeue_signal = str(cfg.requeue_signal) if slurm_job_id() and cfg.requeue_signal else None
+        if not session.skipped:
+            noted = _check_saved_config(cfg, run) if session.action == "resume" else []
+            if session.action == "fresh":
+                if run.read_status().get("status") != "pending":
+                    run.clear_outputs()
+                run.save_config(overrides, cfg)  # once per fresh start, never on resume
+            attempt.start(str(cfg.experiment_name), overrides, launch=launch_token(),
+                          resumed_from=str(session.resume_from) if session.resume_from else None)
+            session.attempt = attempt
+            if noted:
+                console.print(f"[cyan]resuming with other execution settings[/cyan]: {', '.join(noted[:6])}")
+    except (ConfigError, DataError) as err:
+        console.print(f"[bold red]error[/bold red]: {err}")
+        if not multirun:
+            raise SystemExit(EXIT_BAD_INPUT) from None
+        return RunSession(run, "skip_failed", exit_code=EXIT_BAD_INPUT)
+    _announce(cfg, session)
+    return session
+
+
+def _train_log(session: RunSession) -> AbstractContextManager:
+    """train.log for a launch this process records (the body's output is appended to it), else nothing."""
+    if session.attempt is None:
+        return nullcontext()
+    return run_log(session.run.log_file, f"{now()} launch {launch_token()} ({session.action})")
+
+
+def _announce(cfg: DictConfig, session: RunSession) -> None:
+    """Say what this launch does when it is not a plain fresh start."""
+    run = session.run
+    if session.action == "skip":
+        console.print(f"[green]done already[/green]: {run.path} (force=true re-runs it; posereg-eval "
+                      "evaluates it with other settings)")
+        if "tensorboard" in (cfg.get("logger") or {}) and not run.tensorboard_dir.exists():
+            console.print(f"  it was trained without TensorBoard: `posereg-report --to-tensorboard {run.path}` "
+                          "writes its CSV history as TensorBoard events")
+    elif session.action == "skip_failed":
+        console.print(f"[red]failed before, not retried[/red] (retry_failed=false): {run.path}")
+    elif session.resume_from:
+        console.print(f"[cyan]resuming[/cyan] {run.path} from {session.resume_from.name}")
 
 
 def _find_resume_checkpoint(run: RunDir, trust: bool) -> Path | None:
@@ -118,7 +202,7 @@ def _decide(cfg: DictConfig, run: RunDir) -> RunSession:
     history = MetricHistory(cfg.data.get("monitor"), cfg.data.get("monitor_mode", "max"))
     if state == "done" and not cfg.force:
         try:
-            return RunSession(run, "skip", metrics=run.read_metrics(), history=history)
+            return RunSession(run, "skip", metrics=run.metrics(), history=history)
         except DamagedFileError as err:
             set_aside(run.metrics_file, str(err))  # recomputed by resuming the finished run below
     if state == "failed" and not cfg.retry_failed:
@@ -150,7 +234,7 @@ def _check_saved_config(cfg: DictConfig, run: RunDir) -> list[str]:
     (options added since the run started) are returned, to be noted."""
     if not run.config_file.is_file():
         return []
-    saved, current = _flat(OmegaConf.load(run.config_file)), _flat(cfg)
+    saved, current = _flat(run.config()), _flat(cfg)
     changed = sorted(k for k in set(saved) | set(current)
                      if saved.get(k) != current.get(k) and not k.startswith(("paths.", "hydra.")))
     defining = [k for k in changed if defines_run(k) and k in saved and k in current]
@@ -161,22 +245,7 @@ def _check_saved_config(cfg: DictConfig, run: RunDir) -> list[str]:
     return changed
 
 
-def _save_config(cfg: DictConfig, run: RunDir, overrides: list[str]) -> None:
-    """The composed config and the overrides, in `.hydra/` (written once per fresh start, never on resume)."""
-    atomic_write_bytes(run.config_file, OmegaConf.to_yaml(cfg).encode())
-    atomic_write_bytes(run.overrides_file, yaml.safe_dump(list(overrides)).encode())
-
-
-def _clear_outputs(run: RunDir) -> None:
-    """Remove what an earlier attempt left (checkpoints, logs, metrics) before a fresh start."""
-    for leftover in (run.checkpoint_dir, run.path / "csv", run.path / "tensorboard", run.metrics_file):
-        if leftover.is_dir():
-            shutil.rmtree(leftover)
-        elif leftover.exists():
-            leftover.unlink()
-
-
-def _follow(cfg: DictConfig, run: RunDir) -> RunSession:
+def _follow(cfg: DictConfig, run: RunDir, overrides: list[str]) -> RunSession:
     """A non-zero rank: wait until rank 0 has recorded this launch, then resume from the same checkpoint."""
     expected, deadline = launch_token(), time.monotonic() + FOLLOW_TIMEOUT_S
     while True:
@@ -187,13 +256,29 @@ def _follow(cfg: DictConfig, run: RunDir) -> RunSession:
         if status.get("launch") == expected and status.get("status") == "running":
             ckpt = status.get("resumed_from")
             return RunSession(run, "resume" if ckpt else "fresh", Path(ckpt) if ckpt else None, owner=False,
-                              trust_checkpoints=bool(cfg.trust_checkpoints),
+                              trust_checkpoints=bool(cfg.trust_checkpoints), overrides=overrides,
                               history=MetricHistory(cfg.data.get("monitor"), cfg.data.get("monitor_mode", "max")))
         if status.get("status") == "done" and not cfg.force:
-            return RunSession(run, "skip", owner=False)
+            return RunSession(run, "skip", owner=False, overrides=overrides)
         if time.monotonic() > deadline:
             raise ConfigError(f"rank 0 did not start {run.path} within {FOLLOW_TIMEOUT_S:.0f} s (launch {expected})")
         time.sleep(0.2)
+
+
+# ----------------------------------------------------------------------------------------------- exit
+def _exit(cfg: DictConfig, session: RunSession) -> None:
+    """A launch whose recipe returned: metrics.json and `done`, or `interrupted` when training stopped early."""
+    attempt = session.attempt
+    if attempt is None:
+        return
+    if session.metrics is None:
+        attempt.end("interrupted", error="training stopped before the end", exit_code=1)
+        return
+    attempt.done(session.metrics)
+    run = session.run
+    if cfg.keep_checkpoints == "weights":
+        saved = sum(weights_only_copy(c) for c in (run.last_ckpt, run.best_ckpt) if c.exists())
+        console.print(f"checkpoints reduced to weights ({saved / 1e6:.0f} MB freed; keep_checkpoints=weights)")
 
 
 def _disk_error(err: BaseException) -> OSError | None:
@@ -205,132 +290,51 @@ def _disk_error(err: BaseException) -> OSError | None:
     return None
 
 
-def _safe_status(run: RunDir, state: str, **fields: Any) -> None:
-    """Record the end of an attempt; on a full or read-only disk say so instead of raising again."""
-    try:
-        run.mark_finished(state, **fields)
-    except OSError as err:
-        console.print(f"[red]could not update {run.status_file}[/red]: {err.strerror}")
-
-
-def _finish_failed(session: RunSession, err: BaseException, multirun: bool) -> None:
-    """Record a failed or interrupted attempt and turn it into a message and an exit code."""
+def _exit_failed(session: RunSession, err: BaseException, multirun: bool) -> None:
+    """A launch whose recipe raised: record it failed or interrupted, turn it into a message and an exit code
+    (raised as SystemExit for a single run; a grid's cell returns, with `session.exit_code`)."""
+    attempt = session.attempt
+    if attempt is None:  # a follower, or a launch that trains nothing: the error is the caller's
+        raise err
     run = session.run
     signal = (session.interrupt.signal if session.interrupt else None) or interruption_signal(err)
     if isinstance(err, RequeueRequested) or (signal and signal == session.requeue_signal):
         job, rc = requeue_slurm_job()
         code = err.code if isinstance(err, RequeueRequested) else EXIT_SIGNAL.get(signal or "", 1)
-        _safe_status(run, "interrupted", error=f"{signal}: requeued SLURM job {job}", exit_code=code,
-                     requeue={"job": job, "scontrol_exit_code": rc})
+        attempt.end("interrupted", error=f"{signal}: requeued SLURM job {job}", exit_code=code,
+                    requeue={"job": job, "scontrol_exit_code": rc})
         console.print(f"[yellow]requeued[/yellow] SLURM job {job} on {signal} (scontrol exit code {rc}); "
                       f"last.ckpt written, the requeued job resumes {run.path}")
         raise SystemExit(code) from None
     if signal is not None or isinstance(err, SystemExit):
         code = EXIT_SIGNAL.get(signal or "", 1)
-        _safe_status(run, "interrupted", error=signal or type(err).__name__, exit_code=code)
+        attempt.end("interrupted", error=signal or type(err).__name__, exit_code=code)
         saved = run.last_ckpt.exists()
         console.print(f"[yellow]interrupted[/yellow] ({signal or 'exit'}): "
                       + (f"re-run the same command to resume {run.path}" if saved else "no checkpoint was written yet"))
         raise SystemExit(code) from None
     if isinstance(err, ConfigError | DataError):
         code, message = EXIT_BAD_INPUT, f"{type(err).__name__}: {err}"
-        _safe_status(run, "failed", error=message, exit_code=code)
+        attempt.end("failed", error=message, exit_code=code)
         console.print(f"[bold red]error[/bold red]: {err}")
         # a single command refused before it trained leaves no directory behind (a grid keeps the failed cell)
         session.discard = not multirun and session.action == "fresh" and not session.training_started
     elif isinstance(err, NonFiniteLossError):
         code = EXIT_NONFINITE
-        _safe_status(run, "failed", error=str(err), failed_step=err.step, exit_code=code)
+        attempt.end("failed", error=str(err), failed_step=err.step, exit_code=code)
         kept = "last.ckpt from before it is kept" if run.last_ckpt.exists() else "no checkpoint had been written yet"
         console.print(f"[bold red]stopped[/bold red]: {err}; {kept}")
     elif (disk := _disk_error(err)) is not None:
         code = EXIT_DISK
         message = f"cannot write {disk.filename or run.path}: {disk.strerror}"
-        _safe_status(run, "failed", error=message, exit_code=code)
+        attempt.end("failed", error=message, exit_code=code)
         console.print(f"[bold red]error[/bold red]: {message}; the previous checkpoint and files are intact")
     else:
         code = 1
-        _safe_status(run, "failed", error="".join(traceback.format_exception_only(type(err), err)).strip(),
-                     exit_code=code)
+        attempt.end("failed", error="".join(traceback.format_exception_only(type(err), err)).strip(), exit_code=code)
         if not multirun:
             raise err
         traceback.print_exception(err)
     session.exit_code = code
     if not multirun:
         raise SystemExit(code) from None
-
-
-@contextmanager
-def run_lifecycle(cfg: DictConfig, run_path: Path, overrides: list[str], multirun: bool = False
-                  ) -> Iterator[RunSession]:
-    """Own one launch of a run directory (see the module docstring); yields the session to train in."""
-    run = RunDir(run_path)
-    with open_dict(cfg):
-        cfg.paths.run_dir = str(run.path)
-    if not is_rank_zero():
-        session = _follow(cfg, run)
-        session.overrides = list(overrides)
-        yield session
-        return
-    lock = RunLock(run.path, scheduler_job(), now())
-    try:
-        lock.acquire()
-    except RunInUseError as err:
-        console.print(f"[bold red]busy[/bold red]: {err}")
-        if not multirun:
-            raise SystemExit(EXIT_IN_USE) from None
-        yield RunSession(run, "busy", exit_code=EXIT_IN_USE)
-        return
-    session: RunSession | None = None
-    try:
-        try:
-            session = _decide(cfg, run)
-            session.overrides = list(overrides)
-            session.requeue_signal = str(cfg.requeue_signal) if slurm_job_id() and cfg.requeue_signal else None
-            if not session.skipped:
-                noted = _check_saved_config(cfg, run) if session.action == "resume" else []
-                if session.action == "fresh":
-                    if run.read_status().get("status") != "pending":
-                        _clear_outputs(run)
-                    _save_config(cfg, run, overrides)
-                run.mark_running(str(cfg.experiment_name), overrides, launch=launch_token(),
-                                 resumed_from=str(session.resume_from) if session.resume_from else None)
-                if noted:
-                    console.print(f"[cyan]resuming with other execution settings[/cyan]: {', '.join(noted[:6])}")
-        except (ConfigError, DataError) as err:
-            console.print(f"[bold red]error[/bold red]: {err}")
-            if not multirun:
-                raise SystemExit(EXIT_BAD_INPUT) from None
-            yield RunSession(run, "skip_failed", exit_code=EXIT_BAD_INPUT)
-            return
-        if session.action == "skip":
-            console.print(f"[green]done already[/green]: {run.path} (force=true re-runs it; posereg-eval "
-                          "evaluates it with other settings)")
-            if "tensorboard" in (cfg.get("logger") or {}) and not (run.path / "tensorboard").exists():
-                console.print(f"  it was trained without TensorBoard: `posereg-report --to-tensorboard {run.path}` "
-                              "writes its CSV history as TensorBoard events")
-        elif session.action == "skip_failed":
-            console.print(f"[red]failed before, not retried[/red] (retry_failed=false): {run.path}")
-        elif session.resume_from:
-            console.print(f"[cyan]resuming[/cyan] {run.path} from {session.resume_from.name}")
-        if session.skipped:
-            yield session
-            return
-        try:
-            with run_log(run.path / "train.log", f"{now()} launch {launch_token()} ({session.action})"):
-                yield session
-        except BaseException as err:  # noqa: BLE001 - status must say what happened, whatever it was
-            _finish_failed(session, err, multirun)
-            return
-        if session.metrics is None:
-            _safe_status(run, "interrupted", error="training stopped before the end", exit_code=1)
-            return
-        run.write_metrics(session.metrics)
-        run.mark_finished("done", exit_code=0)
-        if cfg.keep_checkpoints == "weights":
-            saved = sum(weights_only_copy(c) for c in (run.last_ckpt, run.best_ckpt) if c.exists())
-            console.print(f"checkpoints reduced to weights ({saved / 1e6:.0f} MB freed; keep_checkpoints=weights)")
-    finally:
-        lock.release()
-        if session is not None and session.discard:
-            shutil.rmtree(run.path, ignore_errors=True)

@@ -13,7 +13,9 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
+from posereg.errors import DataError
 from posereg.jsonio import atomic_write_bytes
+from posereg.runs.files import RunDir
 
 
 class AppendingWriter(ExperimentWriter):
@@ -90,7 +92,7 @@ def wandb_mode(requested: str) -> str:
 
 def wandb_run_id(run_dir: Path) -> str:
     """The W&B run id of a run directory, created once (by rank 0) and reused on resume and requeue."""
-    file = Path(run_dir) / "wandb_id.txt"
+    file = RunDir(run_dir).wandb_id_file
     if file.exists():
         return file.read_text().strip()
     run_id = secrets.token_hex(4)
@@ -115,38 +117,16 @@ def wandb_logger(run_dir: str, project: str, entity: str | None, group: str, mod
     return logger
 
 
-def restore_from_wandb(reference: str, dest: Path) -> tuple[Path, Path]:
-    """Download a W&B run's config and latest checkpoint artifact: resume=wandb:<entity/project/run_id>."""
-    import wandb
-    from omegaconf import OmegaConf
-
-    api = wandb.Api()
-    remote = api.run(reference)
-    dest.mkdir(parents=True, exist_ok=True)
-    config_file = dest / "wandb_config.yaml"
-    OmegaConf.save(OmegaConf.create(dict(remote.config)), config_file)
-    artifacts = [a for a in remote.logged_artifacts() if a.type == "model"]
-    if not artifacts:
-        raise FileNotFoundError(f"W&B run {reference} has no model checkpoint artifact")
-    ckpt_dir = Path(artifacts[-1].download(root=str(dest / "checkpoints")))
-    ckpts = sorted(ckpt_dir.glob("*.ckpt"))
-    if not ckpts:
-        raise FileNotFoundError(f"W&B artifact of {reference} holds no .ckpt file")
-    return config_file, ckpts[-1]
-
-
 def csv_to_tensorboard(run_dir: str | Path) -> Path:
     """Write a run's CSV history (csv/metrics.csv) as TensorBoard events in <run>/tensorboard: the logs of a
     run that finished before `logger=tensorboard` was asked for. Returns the events folder."""
     from torch.utils.tensorboard import SummaryWriter
 
-    run_dir = Path(run_dir)
-    source = run_dir / "csv" / "metrics.csv"
+    run = RunDir(run_dir)
+    source = run.csv_dir / "metrics.csv"
     if not source.is_file():
-        from posereg.errors import DataError
-
-        raise DataError(f"{source} does not exist: is {run_dir} a posereg run directory?")
-    out = run_dir / "tensorboard" / "from_csv"
+        raise DataError(f"{source} does not exist: is {run.path} a posereg run directory?")
+    out = run.tensorboard_dir / "from_csv"
     writer = SummaryWriter(str(out))
     with open(source, newline="") as f:
         for row in csv.DictReader(f):

@@ -1,7 +1,7 @@
-"""GPU speed options: the mixed-precision flag of `trainer=gpu` and the channels_last / torch.compile callback.
+"""GPU speed options: the channels_last / torch.compile callback that `trainer=gpu` switches on.
 
-`trainer=gpu` sets `trainer.precision: ${amp_precision:}` (bf16 autocast where the GPU computes bf16 natively,
-fp16 otherwise; posereg.runs registers the resolver) and switches on `callbacks.speed` (a `SpeedOptions`), whose
+`trainer=gpu` sets `trainer.precision: ${amp_precision:}` (`posereg.devices.amp_precision`: bf16 autocast where
+the GPU computes bf16 natively, fp16 otherwise) and switches on `callbacks.speed` (a `SpeedOptions`), whose
 settings are `channels_last`, `compile` and `compile_mode`.
 """
 
@@ -16,16 +16,6 @@ import torch
 from posereg.errors import ConfigError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-def amp_precision() -> str:
-    """`${amp_precision:}`: `bf16-mixed` on a GPU with native bf16 (compute capability >= 8.0), else `16-mixed`."""
-    if not torch.cuda.is_available():
-        return "16-mixed"
-    if torch.version.hip:  # ROCm: torch knows which Instinct / Radeon parts compute bf16
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    # is_bf16_supported() also says yes for pre-Ampere GPUs that only emulate bf16 (slower than fp16 there)
-    return "bf16-mixed" if torch.cuda.get_device_capability()[0] >= 8 else "16-mixed"
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:

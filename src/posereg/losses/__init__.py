@@ -1,0 +1,16 @@
+"""Loss terms (`LossTerm` subclasses chosen by `method.loss.<name>._target_`) and their sum over outputs."""
+
+from posereg.losses.skeleton import SkeletonMapBCE
+from posereg.losses.terms import (
+    ConfidenceBCE,
+    CoordLoss,
+    DiskHeatmapBCE,
+    GaussianHeatmapMSE,
+    HeatmapLoss,
+    LossTerm,
+    OneHotHeatmapCE,
+    PoseLoss,
+)
+
+__all__ = ["ConfidenceBCE", "CoordLoss", "DiskHeatmapBCE", "GaussianHeatmapMSE", "HeatmapLoss", "LossTerm",
+           "OneHotHeatmapCE", "PoseLoss", "SkeletonMapBCE"]

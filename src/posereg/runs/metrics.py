@@ -1,0 +1,46 @@
+"""`metrics.json`: the one schema every writer of a run directory fills (training, hypotheses, bench cells).
+
+Metric names are `{stage}/{metric}` (docs/architecture.md §4). `final` and `best` are the last and the best
+validation rows (by `monitor`), `test` the test metrics of the best checkpoint; `setup` says what was trained
+(method, data, joint set, backbone, input, batch, epochs, steps, seed, device, precision), `complexity` the
+network's parameters and GMACs, `extras` what is not a scalar (curves, per part, per action, per joint).
+A writer leaves empty what it does not have (a bench cell has no monitor, no epochs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from posereg.jsonio import to_jsonable
+
+_SECTIONS = ("final", "best", "test", "setup", "complexity", "extras")  # the mappings (never null)
+
+
+@dataclass
+class RunMetrics:
+    """The content of a run's metrics.json."""
+
+    final: dict[str, float] = field(default_factory=dict)
+    best: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float] = field(default_factory=dict)
+    monitor: str | None = None
+    monitor_mode: str | None = None
+    best_epoch: int | None = None
+    epochs: int | None = None
+    global_step: int | None = None
+    setup: dict[str, Any] = field(default_factory=dict)
+    complexity: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to metrics.json (tensors as lists, non-finite floats as null)."""
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunMetrics:
+        """The record of a parsed metrics.json (keys of other writers' versions are left out)."""
+        values = {f.name: data.get(f.name) for f in fields(cls) if f.name in data}
+        for name in _SECTIONS:
+            values[name] = values.get(name) or {}
+        return cls(**values)
