@@ -35,10 +35,10 @@ from torch import Tensor
 
 from posereg.config import instantiate
 from posereg.data import build_datamodule
+from posereg.data.workers import closing_loader
 from posereg.errors import ConfigError
 from posereg.geometry import apply_affine, project
 from posereg.jsonio import to_jsonable, write_json
-from posereg.data.workers import closing_loader
 from posereg.methods import build_module, method_dims
 from posereg.methods.initial_weights import without_initial_weights
 from posereg.runs import RunDir, RunMetrics, register_resolvers, run_key
