@@ -84,7 +84,7 @@ PY
     return 2
   fi
   "${pip[@]}" check >>"$out/install.log" 2>&1 || echo "(pip check found unmet metadata requirements: $out/install.log)"
-  if ! "$venv/bin/python" -c 'import posereg.cli.train, posereg.data.decode, hydra, omegaconf, albumentations, cv2
+  if ! "$venv/bin/python" -c 'import posereg.recipes.train, posereg.data.decode, hydra, omegaconf, albumentations, cv2
 import pycocotools.coco, wandb, submitit, torch
 print("torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tee -a "$out/install.log"; then
     echo "error: posereg does not import in $venv (log: $out/install.log)" >&2

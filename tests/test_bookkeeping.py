@@ -15,10 +15,10 @@ from conftest import compose_config
 from posereg.cli.clean import main as clean
 from posereg.cli.eval import evaluate
 from posereg.cli.eval import main as eval_main
-from posereg.cli.train import train_task
 from posereg.data.transforms import AugmentConfig
 from posereg.errors import ConfigError
 from posereg.paths import CONF_DIR
+from posereg.recipes.train import train_task
 from posereg.runs import RunDir, register_resolvers
 from posereg.runs.migrate import migrate_config
 from posereg.weights import load_checkpoint

@@ -92,7 +92,7 @@ def test_lsp_trains_and_evaluates_end_to_end(tmp_path):
     import json
 
     from conftest import compose_config
-    from posereg.cli.train import train_task
+    from posereg.recipes.train import train_task
     from posereg.runs import RunDir
 
     root = tmp_path / "lsp"

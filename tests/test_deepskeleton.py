@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 
 from conftest import compose_config
 from posereg.cli.hypotheses import main as hypotheses_main
-from posereg.cli.train import train_task
 from posereg.codecs import CoordinateCodec, CoordTargets
 from posereg.data.collate import collate_samples
 from posereg.data.datamodule import data_info
@@ -25,6 +24,7 @@ from posereg.methods.deepskeleton import load_stage1
 from posereg.metrics.skeleton import SkeletonMapMetric, SkeletonMapSpec
 from posereg.nets.skeleton_fcn import SkeletonFCN
 from posereg.nets.skeleton_regressor import SkeletonRegressor
+from posereg.recipes.train import train_task
 from posereg.report.build import build_report
 from posereg.runs import RunDir
 

@@ -95,7 +95,7 @@ def test_torchscript_trace_keeps_the_batch_axis_and_flip_averaging(tmp_path):
 
 
 def test_cli_exports_a_trained_run(tmp_path, make_cfg, capsys):
-    from posereg.cli.train import train_task
+    from posereg.recipes.train import train_task
 
     cfg = make_cfg("trainer.max_epochs=1", "test_after_fit=false", "backbone.name=resnet10t", "method.head.width=32")
     run = tmp_path / "run"

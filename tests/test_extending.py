@@ -16,10 +16,10 @@ import yaml
 from omegaconf import OmegaConf, open_dict
 
 from conftest import compose_config
-from posereg.cli.train import train_task
 from posereg.data.datamodule import DataInfo
 from posereg.errors import ConfigError
 from posereg.methods import build_module
+from posereg.recipes.train import train_task
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 

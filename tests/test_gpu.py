@@ -16,8 +16,8 @@ import torch
 
 from conftest import TINY, InterruptAt, compose_config
 from posereg.cli.eval import evaluate
-from posereg.cli.train import train_task
 from posereg.devices import amp_precision
+from posereg.recipes.train import train_task
 from posereg.runs import RunDir, register_resolvers
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow,

@@ -160,7 +160,7 @@ def test_parameter_count_matches_the_published_network():
 @pytest.mark.slow
 @pytest.mark.parametrize("method,bins", [("h1", "[1,16]"), ("i1", "[16,16]")])
 def test_hourglass_preset_trains_a_few_steps_with_per_stack_depths(make_cfg, tmp_path, method, bins):
-    from posereg.cli.train import train_task
+    from posereg.recipes.train import train_task
 
     cfg = make_cfg("experiment=integral_synth3d_hourglass", f"method={method}", f"method.net.depth_bins={bins}",
                    "method.net.width=16", "cut=all", "trainer.max_epochs=1", "trainer.limit_train_batches=2")

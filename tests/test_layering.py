@@ -17,28 +17,31 @@ SRC = ROOT / "src" / "posereg"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # the only loose modules: shared leaves, and `train`, the `python -m posereg.train` entry of posereg-sweep
 LEAVES = {"errors", "paths", "config", "jsonio", "console", "geometry", "skeletons", "weights", "codecs", "devices",
-          "train"}
+          "overrides", "train"}
 LEAF_MAY_IMPORT = {"codecs": {"ops"}, "train": {"cli"}}  # a leaf imports leaves only, except these
+TOP = {"recipes", "api", "cli"}  # the layers that put the others together: no lower layer imports them
 FORBIDDEN = {
     "ops": {"data", "metrics", "nets", "losses", "methods", "runs", "training", "inference", "grid", "report",
-            "bench", "viz", "cli"},
+            "bench", "viz", *TOP},
     "metrics": {"data", "nets", "losses", "methods", "runs", "training", "inference", "grid", "report", "bench",
-                "viz", "cli"},
+                "viz", *TOP},
     "nets": {"data", "metrics", "losses", "methods", "runs", "training", "inference", "grid", "report", "bench",
-             "viz", "cli"},
+             "viz", *TOP},
     "data": {"metrics", "nets", "losses", "methods", "codecs", "runs", "training", "inference", "grid", "report",
-             "bench", "viz", "cli"},
-    "losses": {"data", "methods", "runs", "training", "inference", "grid", "report", "bench", "viz", "cli"},
-    "methods": {"training", "inference", "grid", "report", "bench", "cli"},
+             "bench", "viz", *TOP},
+    "losses": {"data", "methods", "runs", "training", "inference", "grid", "report", "bench", "viz", *TOP},
+    "methods": {"training", "inference", "grid", "report", "bench", *TOP},
     "runs": {"ops", "metrics", "nets", "data", "losses", "methods", "codecs", "training", "inference", "grid",
-             "report", "bench", "viz", "cli"},
-    "training": {"metrics", "nets", "losses", "methods", "inference", "grid", "report", "bench", "viz", "cli"},
-    "viz": {"methods", "runs", "training", "inference", "grid", "report", "bench", "cli"},
-    "inference": {"training", "grid", "report", "bench", "cli"},
+             "report", "bench", "viz", *TOP},
+    "training": {"metrics", "nets", "losses", "methods", "inference", "grid", "report", "bench", "viz", *TOP},
+    "viz": {"methods", "runs", "training", "inference", "grid", "report", "bench", *TOP},
+    "inference": {"training", "grid", "report", "bench", *TOP},
     "report": {"ops", "metrics", "nets", "data", "losses", "methods", "codecs", "training", "inference", "grid",
-               "bench", "viz", "cli"},
-    "grid": {"training", "inference", "bench", "cli"},
-    "bench": {"inference", "cli"},
+               "bench", "viz", *TOP},
+    "grid": {"training", "inference", "bench", *TOP},
+    "bench": {"inference", *TOP},
+    "recipes": {"grid", "report", "api", "cli"},  # what a command runs: torch, Lightning and the rest
+    "api": {"grid", "report", "bench", "cli"},  # light functions that import their recipe when they run it
     "cli": set(),  # the top: the entry points may import every layer
 }
 
@@ -193,3 +196,16 @@ def test_pure_layers_import_without_lightning(module):
             "print(any(m.split('.')[0] in ('lightning', 'pytorch_lightning') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+LIGHT = ["posereg", "posereg.api.config", "posereg.api.train", "posereg.api.evaluate", "posereg.api.model",
+         "posereg.api.export", "posereg.runs.open", "posereg.cli.train", "posereg.cli.eval", "posereg.cli.predict",
+         "posereg.cli.export", "posereg.cli.sweep"]
+
+
+def test_the_api_and_the_entry_points_import_without_torch():
+    """`import posereg`, the API's functions and the entry points answer --help and typos before torch loads."""
+    code = (f"import sys; import {', '.join(LIGHT)}; import posereg; posereg.compose; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightning', 'timm'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

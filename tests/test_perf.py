@@ -14,13 +14,13 @@ from posereg.bench.lightning_overhead import lightning_overhead
 from posereg.bench.lightning_overhead import markdown as lightning_markdown
 from posereg.bench.throughput import markdown as throughput_markdown
 from posereg.bench.throughput import throughput
-from posereg.cli.train import train_task
 from posereg.config import instantiate
 from posereg.data import build_datamodule
 from posereg.data.collate import collate_samples
 from posereg.devices import amp_precision
 from posereg.errors import ConfigError
 from posereg.methods import build_module
+from posereg.recipes.train import train_task
 from posereg.runs import register_resolvers
 from posereg.training.speed import SpeedOptions
 

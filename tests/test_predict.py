@@ -38,7 +38,7 @@ def _images() -> list[Path]:
 @pytest.fixture(scope="module")
 def run2d(tmp_path_factory) -> Path:
     """A tiny 2D run trained for one epoch of three steps."""
-    from posereg.cli.train import train_task
+    from posereg.recipes.train import train_task
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     root = tmp_path_factory.mktemp("predict")

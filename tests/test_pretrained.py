@@ -24,7 +24,6 @@ from safetensors.torch import load_file, save_file
 from conftest import InterruptAt, compose_config
 from posereg.cli.eval import evaluate
 from posereg.cli.sweep import main as sweep_main
-from posereg.cli.train import train_task
 from posereg.cli.weights import main as weights_main
 from posereg.data.datamodule import data_info
 from posereg.errors import ConfigError
@@ -32,6 +31,7 @@ from posereg.methods import build_net
 from posereg.methods.initial_weights import fetch_pretrained, pretrained_backbone, without_initial_weights
 from posereg.nets import Backbone
 from posereg.nets.pretrained import weights_source
+from posereg.recipes.train import train_task
 from posereg.report.template import list_templates, load_template
 from posereg.runs import RunDir, run_key
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_config
-from posereg.cli.train import train_task
 from posereg.paths import real_slices_dir
+from posereg.recipes.train import train_task
 from posereg.runs import RunDir
 
 SLICES = real_slices_dir()

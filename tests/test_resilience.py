@@ -170,7 +170,7 @@ def test_a_full_disk_leaves_the_previous_checkpoint_and_one_clear_line(tmp_path,
 
     import posereg.runs.checkpoints as ck
     from conftest import compose_config
-    from posereg.cli.train import train_task
+    from posereg.recipes.train import train_task
 
     run = tmp_path / "run"
     calls = {"n": 0}

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from posereg.cli.train import train_task
 from posereg.data.datamodule import DataInfo
 from posereg.errors import ConfigError
 from posereg.methods import build_module
 from posereg.methods.root_depth import has_3d_root
+from posereg.recipes.train import train_task
 from posereg.runs import RunDir
 
 SMALL = ["method=sspnet_small", "method.net.growth=8", "method.net.stem_channels=8", "method.net.num_pyramids=2"]

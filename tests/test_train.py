@@ -14,7 +14,7 @@ import torch
 
 from conftest import InterruptAt
 from posereg.cli.eval import evaluate
-from posereg.cli.train import train_task
+from posereg.recipes.train import train_task
 from posereg.runs import RunDir, run_key
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 from hydra import compose, initialize_config_dir
 
-from posereg.cli.train import train_task
 from posereg.paths import CONF_DIR
+from posereg.recipes.train import train_task
 from posereg.runs import register_resolvers
 
 

@@ -130,7 +130,7 @@ def time_plain(work: Workload, state: dict[str, torch.Tensor], batches: Sequence
 
 
 def lightning_parts(cfg: DictConfig, run_dir: Path) -> tuple[list[tuple[str, pl.Callback]], list[tuple[str, Any]]]:
-    """(name, callback) and (name, logger) pairs of a training run in `run_dir`, built as posereg.cli.train does:
+    """(name, callback) and (name, logger) pairs of a training run in `run_dir`, built as posereg.recipes.train does:
     `RunSession.callbacks()`, each entry of `cfg.callbacks` (as `instantiate_group`), the CSV and group loggers."""
     from posereg.config import instantiate, instantiate_group
     from posereg.runs import RunDir

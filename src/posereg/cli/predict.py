@@ -9,10 +9,11 @@ Person boxes: the whole image (default), its largest centred square (box=center)
 matched against the file stem as an int, or a video's frame index). Detection boxes are widened to a
 square and padded by the run's box_padding (1.25 by default); the whole image and its centre square are
 not padded. device defaults to cuda when there is one; flip_test follows the run's config (override it
-with flip_test=false). Outputs under out= (default predictions/<input name>): overlays/, predictions.json,
-coco_results.json (score = box score x mean joint confidence, 1 without either), and for a video its
-overlay mp4 and videos/<stem>.json (formats: posereg.inference.writer). Unreadable inputs are listed at the end;
-the exit code is 0 when at least one input was read, 2 when none was (or for a setting error).
+with flip_test=false). Outputs under out= (default: beside the run, <run dir>/predictions/<input name>):
+overlays/, predictions.json, for a video its overlay mp4 and videos/<stem>.json, and coco_results.json when
+the run's joint set maps into COCO-17 (score = box score x mean joint confidence, 1 without either);
+formats: posereg.inference.writer. Unreadable inputs are listed at the end; the exit code is 0 when at
+least one input was read, 2 when none was (or for a setting error). In Python: `posereg.load(run).predict(...)`.
 """
 
 from __future__ import annotations
@@ -24,32 +25,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-from posereg.cli.common import exit_2_on_bad_input, resolve_auto_cut, split_own_args
+from posereg.api.model import load_opened
+from posereg.cli.common import exit_2_on_bad_input, flag, split_own_args
 from posereg.console import console
-from posereg.data.datamodule import data_info
-from posereg.devices import pick_device
 from posereg.errors import ConfigError, DataError, require_int
 from posereg.inference.boxes import box_padding, box_source, read_boxes
 from posereg.inference.inputs import list_inputs, parse_camera
-from posereg.inference.predictor import Predictor, load_module, predict_files
-from posereg.inference.writer import PredictionWriter
 from posereg.runs.open import open_run
-from posereg.skeletons import get_joint_set
 
 USAGE = ("posereg-predict run=<run dir> input=<image|folder|video|glob> [out=<dir>] [boxes=<json>] "
          "[box=whole|center] [box_score_thr=0] [camera=fx,fy,cx,cy] [device=cpu|cuda] [batch_size=32] "
          "[ckpt=best|last|<file>] [overlays=true|false] [key=value ...]")
 OWN = {"run": None, "input": None, "out": None, "boxes": None, "box": "whole", "box_score_thr": "0",
        "camera": None, "device": None, "batch_size": "32", "ckpt": "best", "overlays": "true"}
-
-
-def _flag(value: str, setting: str) -> bool:
-    """true/false as a bool; ConfigError naming the setting otherwise."""
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise ConfigError(f"{setting}={value}: use true or false")
 
 
 def _float(value: str, setting: str) -> float:
@@ -60,54 +48,42 @@ def _float(value: str, setting: str) -> float:
 
 
 def predict(opts: dict[str, Any], overrides: list[str], progress: bool = True) -> dict[str, Any]:
-    """Load the run, predict on the inputs, write the outputs; returns the summary."""
-    opened = open_run(opts["run"], opts["ckpt"], overrides)
-    cfg, checkpoint, run = opened.cfg, opened.checkpoint, opened.run
+    """Check the settings and the run, load it, predict on the inputs, write the outputs; returns the summary."""
     files = list_inputs(opts["input"])
     batch_size = require_int(opts["batch_size"], "batch_size", 1)
     camera = parse_camera(opts["camera"])
+    overlays = flag(opts["overlays"], "overlays")
+    opened = open_run(opts["run"], opts["ckpt"], overrides)
     boxes = None
     if opts["boxes"] is not None:
-        boxes = read_boxes(Path(opts["boxes"]), _float(opts["box_score_thr"], "box_score_thr"), box_padding(cfg))
+        boxes = read_boxes(Path(opts["boxes"]), _float(opts["box_score_thr"], "box_score_thr"), box_padding(opened.cfg))
     boxes_of = box_source(opts["box"], boxes)
-    device = pick_device(opts["device"])
-    info = data_info(cfg)
-    resolve_auto_cut(cfg, info)
-    module = load_module(opened, device)
-    predictor = Predictor(module, info.joint_set, info.input_size, info.depth_range, device, batch_size, camera)
-    out = Path(opts["out"]) if opts["out"] else default_out(opts["input"])
-    js = get_joint_set(info.joint_set)
-    header = {"run": str(run.path), "checkpoint": str(checkpoint), "method": str(cfg.method.name),
-              "joint_set": js.name, "joint_names": list(js.names), "bones": [list(b) for b in js.bones],
-              "dims": predictor.dims, "input_size": info.input_size, "depth_range": info.depth_range,
-              "cut": module.output_names[module.cut_index], "flip_test": module.flip_test,
-              "boxes": opts["boxes"] or opts["box"], "box_padding": box_padding(cfg) if boxes else 1.0,
-              "camera": None if camera is None else camera.tolist(),
-              "coordinates": "joints_2d: original image pixels, continuous (pixel centre at +0.5); "
-                             "coco_results.json: COCO's 0-based pixel centres (minus 0.5); 3D: camera frame, mm",
-              "overrides": list(overrides)}
-    writer = PredictionWriter(out, header, overlays=_flag(opts["overlays"], "overlays"))
-    console.print(f"posereg-predict: {len(files)} input file(s), {header['method']} ({header['cut']}) on {device}")
-    summary = predict_files(predictor, files, boxes_of, writer, progress=progress)
+    out = Path(opts["out"]) if opts["out"] else opened.run.path / "predictions" / input_name(opts["input"])
+    model = load_opened(opened, opts["device"], batch_size, camera)
+    described = {"boxes": opts["boxes"] or opts["box"], "box_padding": model.box_padding if boxes else 1.0,
+                 "overrides": list(overrides)}
+    summary = model.predict_files(files, out, boxes_of, described, overlays=overlays, progress=progress)
     _report(summary)
     return summary
 
 
-def default_out(spec: str) -> Path:
-    """predictions/<name>: the input file's stem, the folder's name, or a glob's last plain folder."""
+def input_name(spec: str) -> str:
+    """The name of an input: the file's stem, the folder's name, or a glob's last plain folder."""
     path = Path(spec)
     if glob.has_magic(spec):
         head = list(itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
         name = head[-1] if head else ""
     else:
         name = path.name if path.is_dir() else path.stem
-    return Path("predictions") / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "input")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "input"
 
 
 def _report(summary: dict[str, Any]) -> None:
-    """One line of counts, then the unreadable inputs."""
+    """One line of counts, one on COCO results when the joint set has no COCO-17 order, then unreadable inputs."""
     console.print(f"wrote {summary['out']}: {summary['images']} image(s), {summary['videos']} video(s) "
                   f"({summary['frames']} frames), {summary['people']} people in images")
+    if summary.get("coco_skipped"):
+        console.print(summary["coco_skipped"])
     fails = summary["failures"]
     if fails:
         console.print(f"[bold yellow]{len(fails)} input(s) could not be read[/bold yellow]:")
@@ -137,4 +113,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -7,6 +7,7 @@
     posereg-sweep integral_table1 --report-only            # rebuild the report from the run dirs
     posereg-sweep integral_table1 --real --cost            # what the grid costs: steps, compute, disk, time
 
+A mistyped group, option or key stops the command with one line naming the closest valid names (exit 2).
 Re-running the same command resumes the grid: the training task skips done cells, resumes
 interrupted ones from last.ckpt and retries failed ones; a failing cell never stops the others.
 """
@@ -17,8 +18,8 @@ import argparse
 import sys
 
 from posereg.errors import ConfigError, DataError
+from posereg.overrides import check_overrides
 from posereg.grid.plan import SweepPlan, compose_cell_config, launch, plan_sweep
-from posereg.report.build import build_report
 from posereg.report.manifest import grid_variant, write_manifest
 from posereg.report.template import list_templates, load_template, value_str
 
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         template = load_template(args.template, real=args.real)
         plan = plan_sweep(template, [value_str(o) for o in args.overrides])
+        check_overrides(plan.overrides())  # a mistyped group, option or key: one line, before any cell
         if args.dry_run:
             print(" ".join(plan.command()))
             return 0
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"posereg-sweep: {plan.num_cells} cells -> {plan.grid_dir}", flush=True)
             rc = run_bench_template(plan) if template.kind == "bench" else launch(plan)
         if not args.no_report:
+            from posereg.report.build import build_report  # scipy and matplotlib: only when a report is built
+
             variant = grid_variant(template, plan.grid, plan.bare_fixed())
             report = build_report([plan.grid_dir], template, variant=variant)
             print(report.files["md"].read_text())

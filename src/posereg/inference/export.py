@@ -26,8 +26,7 @@ from torch import nn
 from posereg.errors import ConfigError
 from posereg.methods import PoseModule
 from posereg.ops import average_flip, flip_coords_unit
-
-FORMATS = ("onnx", "torchscript")
+from posereg.skeletons import get_joint_set
 
 
 class ExportedPose(nn.Module):
@@ -48,7 +47,8 @@ class ExportedPose(nn.Module):
         with torch.no_grad():
             was = self.net.training
             self.net.eval()
-            probe = self.net(torch.zeros(1, 3, self.height, self.width), cut=self.stop)[self.index]
+            device = next(self.net.parameters()).device
+            probe = self.net(torch.zeros(1, 3, self.height, self.width, device=device), cut=self.stop)[self.index]
             self.net.train(was)
         self.has_conf = probe.get("conf_logits") is not None
 
@@ -139,12 +139,16 @@ def description(wrapper: ExportedPose, joint_set: str, fmt: str) -> dict[str, ob
     """What a consumer of the exported file needs: input layout and normalisation, outputs and their units."""
     from posereg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
+    joints = get_joint_set(joint_set).num_joints
+    shapes = {"joints_crop_px": ["batch", joints, 2], "z_rel_mm": ["batch", joints],
+              "coords_unit": ["batch", joints, wrapper.dims], "joint_conf": ["batch", joints]}
     return {
         "format": fmt, "input": {"name": "image", "shape": ["batch", 3, wrapper.height, wrapper.width],
                                  "rgb_mean": [round(float(v), 6) for v in IMAGENET_MEAN],
                                  "rgb_std": [round(float(v), 6) for v in IMAGENET_STD],
                                  "normalisation": "(rgb / 255 - mean) / std, channels first"},
-        "outputs": wrapper.output_names, "joint_set": joint_set, "dims": wrapper.dims,
+        "outputs": wrapper.output_names, "shapes": {n: shapes[n] for n in wrapper.output_names},
+        "joint_set": joint_set, "dims": wrapper.dims,
         "depth_range": wrapper.depth_range, "flip_test": wrapper.flip_index is not None,
         "units": {"joints_crop_px": "crop pixels, pixel centre at +0.5", "z_rel_mm": "(z_n - 0.5) * depth_range",
                   "coords_unit": "u = x/W, v = y/H, z_n", "joint_conf": "sigmoid of joint-presence logits"},

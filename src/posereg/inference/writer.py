@@ -5,9 +5,11 @@ One person's record (``predictions.json`` images[].people[], ``videos/<stem>.jso
 continuous (pixel centre at +0.5); ``joint_conf`` (J,) or null; ``score`` = box_score x mean joint_conf
 (1 without one); 3D only: ``z_rel_mm`` (J,), ``joints_3d_rel_mm`` (J,3), ``joints_3d_abs_mm`` (J,3) or
 null, ``root_depth_mm``, ``root_depth_source`` (estimated | prior), ``camera`` (image fx,fy,cx,cy) and
-``camera_assumed``. ``coco_results.json`` holds COCO keypoint results of still images: image_id (the
-file stem as an int when it is all digits, else the stem), category_id 1, keypoints [x-0.5, y-0.5, v]*J
-in the run's joint order with v = the joint confidence (1 without one), and score.
+``camera_assumed``. ``predictions.json``'s header names the joint set, its ``joint_names`` in order and its
+``bones``. ``coco_results.json`` holds COCO keypoint results of still images, written only when every COCO-17
+keypoint has a counterpart in the run's joint set (`posereg.skeletons` mappings; in practice coco17 runs):
+image_id (the file stem as an int when it is all digits, else the stem), category_id 1, keypoints
+[x-0.5, y-0.5, v]*17 in COCO's keypoint order with v = the joint confidence (1 without one), and score.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from posereg.errors import DataError
 from posereg.inference.inputs import Failure, Frame, video_info
 from posereg.jsonio import atomic_write_bytes, to_jsonable
+from posereg.skeletons import get_joint_set, mapping_indices
 
 
 def _compact_json(path: Path, data: Any) -> None:
@@ -30,10 +33,17 @@ def _compact_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(to_jsonable(data), separators=(",", ":"), allow_nan=False) + "\n").encode())
 
 
-def coco_result(image_id: int | str, person: dict[str, Any]) -> dict[str, Any]:
-    """One COCO keypoint result: 0-based pixel-centre coordinates (posereg's minus 0.5), v = confidence or 1."""
-    xy = np.asarray(person["joints_2d"], dtype=np.float64) - 0.5
-    conf = np.ones(len(xy)) if person["joint_conf"] is None else np.asarray(person["joint_conf"], np.float64)
+def coco_order(joint_set: str) -> list[int] | None:
+    """For each COCO-17 keypoint, its index in `joint_set`; None when one of them has no counterpart there."""
+    order = mapping_indices(joint_set, "coco17")
+    return None if min(order) < 0 else order
+
+
+def coco_result(image_id: int | str, person: dict[str, Any], order: list[int]) -> dict[str, Any]:
+    """One COCO keypoint result in COCO-17's order (`order`: each keypoint's index in the person's joints):
+    0-based pixel-centre coordinates (posereg's minus 0.5), v = confidence or 1."""
+    xy = np.asarray(person["joints_2d"], dtype=np.float64)[order] - 0.5
+    conf = np.ones(len(xy)) if person["joint_conf"] is None else np.asarray(person["joint_conf"], np.float64)[order]
     keypoints = np.concatenate([xy, conf[:, None]], axis=1).ravel().tolist()
     return {"image_id": image_id, "category_id": 1, "keypoints": keypoints, "score": float(person["score"])}
 
@@ -56,13 +66,14 @@ class PredictionWriter:
 
     Layout under ``out``: ``overlays/<stem>.jpg`` (images), ``overlays/<stem>.mp4`` (videos, same fps,
     mp4v), ``videos/<stem>.json`` (per-frame people), ``predictions.json`` (header, images, videos,
-    failures) and ``coco_results.json`` (still images only).
+    failures) and ``coco_results.json`` (still images only, in COCO-17's order where the joint set has one).
     """
 
     def __init__(self, out: Path, header: dict[str, Any], overlays: bool = True):
         self.out = Path(out)
         self.header = header
         self.joint_set = str(header["joint_set"])
+        self.coco_order = coco_order(self.joint_set)
         self.dims = int(header["dims"])
         self.overlays = overlays
         self.images: list[dict[str, Any]] = []
@@ -112,7 +123,8 @@ class PredictionWriter:
                 raise DataError(f"out={self.out}: cannot write {path}")
             record["overlay"] = str(path.relative_to(self.out))
         self.images.append(record)
-        self.coco += [coco_result(frame.image_id, p) for p in people]
+        if self.coco_order is not None:
+            self.coco += [coco_result(frame.image_id, p, self.coco_order) for p in people]
 
     def _add_video_frame(self, frame: Frame, people: list[dict[str, Any]]) -> None:
         import cv2
@@ -156,12 +168,20 @@ class PredictionWriter:
         self.failures.append(failure)
 
     def close(self) -> dict[str, Any]:
-        """Finish the last video and write predictions.json and coco_results.json; returns the summary."""
+        """Finish the last video, write predictions.json and (in COCO-17's order) coco_results.json; returns the
+        summary (with `coco_skipped`, one line, when the joint set has no COCO-17 order)."""
         self._finish_video()
         failures = [{"file": str(f.source), "error": f.error} for f in self.failures]
         _compact_json(self.out / "predictions.json", {**self.header, "images": self.images, "videos": self.videos,
                                                        "failures": failures})
-        _compact_json(self.out / "coco_results.json", self.coco)
-        return {"images": len(self.images), "videos": len(self.videos),
+        skipped = None
+        if self.coco_order is not None:
+            _compact_json(self.out / "coco_results.json", self.coco)
+        else:
+            missing = [n for n, i in zip(get_joint_set("coco17").names, mapping_indices(self.joint_set, "coco17"),
+                                         strict=True) if i < 0]
+            skipped = (f"no coco_results.json: {self.joint_set} has no {', '.join(missing)} of COCO-17; "
+                       f"predictions.json holds the {self.joint_set} joints in their order (joint_names)")
+        return {"coco_skipped": skipped, "images": len(self.images), "videos": len(self.videos),
                 "frames": sum(v["num_frames"] for v in self.videos),
                 "people": sum(len(i["people"]) for i in self.images), "failures": failures, "out": str(self.out)}

@@ -4,7 +4,7 @@ One grammar for every network: ``null`` or ``last`` (the last output), ``all`` (
 the last is the prediction), an index (``0``, ``-1``), an output name (``stage2``, ``p4l1``), or one of the
 network's aliases (SSP-Net: ``"4,1"`` or ``[4, 1]`` for ``p4l1``). ``auto:<fps>`` (the latest output that
 runs at a frame rate) needs a measurement, so the entry point resolves it to a name before the network
-is wrapped (`posereg.cli.common.resolve_auto_cut`); here it is only recognised.
+is wrapped (`posereg.recipes.common.resolve_auto_cut`); here it is only recognised.
 """
 
 from __future__ import annotations

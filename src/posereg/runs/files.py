@@ -2,8 +2,9 @@
 `record()`, the one way a process writes an attempt into it (with the directory's lock).
 
 Layout (docs/architecture.md §7): `.hydra/config.yaml` and `overrides.yaml`, `status.json`, `metrics.json`
-(`posereg.runs.metrics.RunMetrics`), `checkpoints/last.ckpt` and `best.ckpt`, `csv/metrics.csv`, `train.log`,
-`.lock`. Plain Python: the report layer reads runs through this module without importing training code.
+(`posereg.runs.metrics.RunMetrics`), `checkpoints/last.ckpt`, `best.ckpt` and `MODEL.md` (the model card,
+`posereg.runs.card`), `csv/metrics.csv`, `train.log`, `.lock`. Plain Python: the report layer reads runs
+through this module without importing training code.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from posereg.console import console
 from posereg.errors import ConfigError, DataError
 from posereg.jsonio import DamagedFileError, atomic_write_bytes, read_json, write_json
 from posereg.paths import REPO_ROOT
+from posereg.runs.card import model_card
 from posereg.runs.launch import scheduler_job
 from posereg.runs.lock import RunLock
 from posereg.runs.metrics import RunMetrics
@@ -100,6 +102,10 @@ class RunDir:
     @property
     def best_ckpt(self) -> Path:
         return self.checkpoint_dir / "best.ckpt"
+
+    @property
+    def card_file(self) -> Path:
+        return self.checkpoint_dir / "MODEL.md"
 
     @property
     def config_file(self) -> Path:
@@ -236,6 +242,12 @@ class RunDir:
                 shutil.rmtree(leftover)
             elif leftover.exists():
                 leftover.unlink()
+
+    def write_card(self, cfg: DictConfig, metrics: RunMetrics | None, interface: dict | None = None) -> Path:
+        """Write the model card, MODEL.md beside the checkpoints (`posereg.runs.card`), atomically."""
+        text = model_card(self.path, cfg, metrics, self.read_status(repair=True), interface)
+        atomic_write_bytes(self.card_file, text.encode())
+        return self.card_file
 
     # ------------------------------------------------------------------------- opening a finished run
     def config(self, setting: str = "run") -> DictConfig:

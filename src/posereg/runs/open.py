@@ -3,29 +3,31 @@
     opened = open_run("runs/default/seed=0", which="best", overrides=["flip_test=false"])
     module = opened.load_into(build_module(opened.cfg, info))
 
-posereg-eval, -predict, -export and -hypotheses and DeepSkeleton's stage 2 (reading its stage-1 run) all open
-runs here. Overrides use Hydra's grammar and are checked against the stored config: an unknown key is refused
-(add a new one with `+key=value`), and `data=<option>` style overrides replace that group with the option.
+posereg-eval, -predict, -export and -hypotheses, the Python API (`posereg.load`, `posereg.evaluate`) and
+DeepSkeleton's stage 2 (reading its stage-1 run) all open runs here. Overrides use Hydra's grammar and are checked
+against the stored config: an unknown key is refused with the closest names (add a new one with `+key=value`), and
+`data=<option>` style overrides replace that group with the option. Opening reads no weights (and imports no
+torch), so the entry points check a run and its overrides before they load their recipe.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch import nn
 
 from posereg.errors import ConfigError
+from posereg.overrides import check_key, check_option
 from posereg.paths import CONF_DIR
 from posereg.runs.files import RunDir
 from posereg.runs.keys import register_resolvers
-from posereg.weights import load_checkpoint
 
-_MISSING = object()
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass
@@ -40,6 +42,8 @@ class OpenedRun:
 
     def state_dict(self, prefix: str = "") -> dict[str, Any]:
         """The checkpoint's weights (loaded safely), keys under `prefix` with the prefix removed."""
+        from posereg.weights import load_checkpoint  # torch: only once weights are read
+
         state = load_checkpoint(self.checkpoint, trust=self.trust)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -92,10 +96,10 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             raise ConfigError(f"override {o.input_line!r}: a run is opened with one value per key")
         with open_dict(cfg):
             if key in groups and key in cfg and o.package is None and isinstance(o.value(), str):
+                check_option(o.input_line, key, o.value(), sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml")))
                 cfg[key] = _group_node(key, o.value())
-            elif o.is_add() or OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
-                OmegaConf.update(cfg, key, o.value(), force_add=True)
             else:
-                raise ConfigError(f"{key} is not a setting of this run's config (a typo?); add a new key with "
-                                  f"+{key}=..., see the run's .hydra/config.yaml")
+                if not o.is_add():  # a key the run's config lacks: one line with its closest settings
+                    check_key(o.input_line, cfg, key)
+                OmegaConf.update(cfg, key, o.value(), force_add=True)
     return cfg

@@ -8,10 +8,10 @@ Enter (rank 0 only): take the run directory's lock (`RunDir.record`), read statu
 set aside and inferred from the other files), decide skip (done) / skip_failed / resume (from the newest
 loadable checkpoint; damaged ones are set aside) / fresh, check that a resumed run's saved config still
 describes it, save the config on a fresh start, and record the launch in status.json. Body: the recipe
-trains. Exit: metrics.json and `done`, or `failed` / `interrupted` with the error, a one-line message and
-an exit code a scheduler can read (2 bad input, 3 non-finite loss, 74 disk error, 75 run in use, 130
-SIGINT, 143 SIGTERM). Other ranks of a distributed launch never write: they wait for rank 0's launch token
-and follow its decision.
+trains. Exit: metrics.json, the model card (checkpoints/MODEL.md) and `done`, or `failed` / `interrupted` with
+the error, a one-line message and an exit code a scheduler can read (2 bad input, 3 non-finite loss, 74 disk
+error, 75 run in use, 130 SIGINT, 143 SIGTERM). Other ranks of a distributed launch never write: they wait for
+rank 0's launch token and follow its decision.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ class RunSession:
     discard: bool = False  # remove the run directory on exit (a single run refused for bad input before it began)
     training_started: bool = False  # set by the recipe just before fitting
     attempt: Attempt | None = None  # the attempt this process records (rank 0, when it trains)
+    interface: dict | None = None  # the network's exported interface, for the model card (set by the recipe)
 
     @property
     def skipped(self) -> bool:
@@ -276,6 +277,7 @@ def _exit(cfg: DictConfig, session: RunSession) -> None:
         return
     attempt.done(session.metrics)
     run = session.run
+    run.write_card(cfg, session.metrics, session.interface)
     if cfg.keep_checkpoints == "weights":
         saved = sum(weights_only_copy(c) for c in (run.last_ckpt, run.best_ckpt) if c.exists())
         console.print(f"checkpoints reduced to weights ({saved / 1e6:.0f} MB freed; keep_checkpoints=weights)")
