@@ -38,6 +38,8 @@ class InterruptAt(pl.Callback):
 
 
 TINY = ["debug=tiny", "logger=none"]
+# debug=tiny keeps no best.ckpt (only last.ckpt, weights-only once done): tests of best.ckpt ask for it back
+BEST = "callbacks.best_checkpoint.monitor=${data.monitor}"
 # Training-time augmentation also draws from torch's process seed; a fixed seed per test makes a CI
 # run reproducible. POSEREG_TEST_SEED=k probes the suite's margins under other draws.
 TEST_SEED = int(os.environ.get("POSEREG_TEST_SEED", "0"))

@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import compose_config
+from conftest import BEST, compose_config
 from posereg.cli.clean import main as clean
 from posereg.cli.eval import evaluate
 from posereg.cli.eval import main as eval_main
@@ -78,9 +78,9 @@ def test_every_backbone_trains_a_few_steps_under_debug_tiny(make_cfg, tmp_path, 
 @pytest.mark.timeout(600)
 def test_weights_only_checkpoints_still_evaluate_and_clean_frees_disk(make_cfg, tmp_path, capsys):
     full = RunDir(tmp_path / "runs" / "full")
-    train_task(make_cfg(*SMALL), run_path=full.path, overrides=[], multirun=False)
+    train_task(make_cfg(*SMALL, BEST, "keep_checkpoints=full"), run_path=full.path, overrides=[], multirun=False)
     lean = RunDir(tmp_path / "runs" / "lean")
-    train_task(make_cfg(*SMALL, "keep_checkpoints=weights"), run_path=lean.path, overrides=[], multirun=False)
+    train_task(make_cfg(*SMALL, BEST, "keep_checkpoints=weights"), run_path=lean.path, overrides=[], multirun=False)
     assert "optimizer_states" in load_checkpoint(full.last_ckpt)
     assert set(load_checkpoint(lean.last_ckpt)) >= {"state_dict"} and "optimizer_states" not in load_checkpoint(
         lean.last_ckpt)

@@ -1,9 +1,12 @@
-"""docs/extending.md stays true: its Python blocks become a module, and each example is run."""
+"""docs/extending.md stays true: its Python blocks become a module (each block importing what it uses), its YAML
+blocks the files it names, every shell command of it runs with a few steps, and each example is checked."""
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,29 +18,120 @@ import torch
 import yaml
 from omegaconf import OmegaConf, open_dict
 
-from conftest import compose_config
+from conftest import TINY, compose_config
+from posereg.cli.train import main as train_main
 from posereg.data.datamodule import DataInfo
 from posereg.errors import ConfigError
 from posereg.methods import build_module
 from posereg.recipes.train import train_task
+from posereg.runs import RunDir, find_run_dirs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 
 
+ROOT = Path(__file__).resolve().parents[1]
+# paths the page names for the reader's own files; the test makes them and puts them there
+PLACEHOLDERS = {"/data/my_folder": "my_folder", "/weights/resnet18.safetensors": "resnet18.safetensors"}
+
+
+def shell_commands(text: str) -> list[str]:
+    """Every command of the page's ```bash blocks (continuation lines joined, comments kept for the reader)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        commands += [line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    return commands
+
+
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def yaml_files(text: str) -> dict[str, str]:
+    """Each YAML block under the `my_conf/...yaml` path named last before it."""
+    files = {}
+    for match in re.finditer(r"```yaml\n(.*?)```", text, re.S):
+        named = re.findall(r"`(my_conf/[\w/]+\.yaml)`", text[:match.start()])
+        assert named, f"a YAML block without a my_conf/ path before it: {match.group(1)[:60]}"
+        files[named[-1]] = match.group(1)
+    return files
+
+
+def _substituted(arg: str, folder: Path) -> str:
+    """`key=<placeholder>` with the placeholder's file in the reader's folder; any other argument as it is."""
+    key, sep, value = arg.partition("=")
+    return f"{key}={folder / PLACEHOLDERS[value]}" if sep and value in PLACEHOLDERS else arg
+
+
+def _folder_dataset(folder: Path, count: int = 16) -> None:
+    """`count` images with LSP-14 labels in labels.json, as the page's FolderPoses reads them."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    labels = []
+    for i in range(count):
+        cv2.imwrite(str(folder / f"{i}.jpg"), rng.integers(0, 255, (120, 100, 3), dtype=np.uint8))
+        joints = np.c_[rng.uniform(20, 80, (14, 2)), np.ones(14)]
+        labels.append({"image": f"{i}.jpg", "joints": joints.tolist()})
+    (folder / "labels.json").write_text(json.dumps(labels))
+
+
 @pytest.fixture(scope="module")
-def ext(tmp_path_factory):
-    """The page's Python blocks as the importable module `my_posereg_ext`."""
+def workspace(tmp_path_factory):
+    """The reader's folder: my_posereg_ext.py (the Python blocks), my_conf/ (the YAML blocks), the placeholders'
+    files; on sys.path as the page asks."""
+    from safetensors.torch import save_file
+    from timm import create_model
+
     text = DOC.read_text()
     folder = tmp_path_factory.mktemp("ext")
-    (folder / "my_posereg_ext.py").write_text("\n\n".join(re.findall(r"```python\n(.*?)```", text, re.S)))
-    for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+    (folder / "my_posereg_ext.py").write_text("\n\n".join(python_blocks(text)))
+    for name, block in yaml_files(text).items():
         assert isinstance(yaml.safe_load(block), dict)  # every YAML block parses
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(block)
+    _folder_dataset(folder / PLACEHOLDERS["/data/my_folder"])
+    weights = {k: v.contiguous() for k, v in create_model("resnet18", pretrained=False).state_dict().items()}
+    save_file(weights, folder / PLACEHOLDERS["/weights/resnet18.safetensors"])
     sys.path.insert(0, str(folder))
-    import my_posereg_ext
-
-    yield my_posereg_ext
+    yield folder
     sys.path.remove(str(folder))
     sys.modules.pop("my_posereg_ext", None)
+
+
+@pytest.fixture(scope="module")
+def ext(workspace):
+    """The page's Python blocks as the importable module `my_posereg_ext`."""
+    import my_posereg_ext
+
+    return my_posereg_ext
+
+
+def test_every_python_block_imports_what_it_uses(tmp_path):
+    """Each block alone, as a reader copies it: no name it uses is left undefined (ruff's F821)."""
+    ruff = Path(sys.executable).with_name("ruff")
+    for k, block in enumerate(python_blocks(DOC.read_text())):
+        (tmp_path / f"block_{k}.py").write_text(block)
+    out = subprocess.run([str(ruff), "check", "--no-cache", "--isolated", "--select", "F821,F401", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("command", shell_commands(DOC.read_text()),
+                         ids=lambda c: shlex.join(shlex.split(c, comments=True)[1:]))
+def test_every_shell_command_of_the_page_runs(workspace, command, tmp_path, monkeypatch):
+    """As written, in the reader's folder, with a few steps (debug=tiny) and the runs under tmp_path."""
+    argv = [_substituted(arg, workspace) for arg in shlex.split(command, comments=True)]
+    assert argv[0] == "posereg-train", command
+    monkeypatch.chdir(workspace)
+    train_main([*argv[1:], *TINY, f"paths.runs_dir={tmp_path}"])
+    [run] = find_run_dirs(tmp_path)
+    metrics = RunDir(run).read_metrics()
+    assert RunDir(run).read_status()["status"] == "done" and metrics["global_step"] == 6
+    expected = {"cut=all": "val/pckh@0.5@coarse", "MeanPixelError": "val/mpe", "data=folder": "val/pck_pc@0.2"}
+    for needle, metric in expected.items():
+        if needle in command:
+            assert metric in metrics["final"], (command, sorted(metrics["final"]))
 
 
 def _info(size: int = 32) -> DataInfo:

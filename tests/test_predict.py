@@ -20,6 +20,8 @@ from posereg.data.records import PoseRecord, make_sample
 from posereg.errors import ConfigError
 from posereg.geometry import project
 from posereg.inference.boxes import read_boxes
+from posereg.inference.inputs import Frame
+from posereg.inference.writer import PredictionWriter
 from posereg.methods import build_module
 from posereg.paths import real_slices_dir
 from posereg.skeletons import get_joint_set
@@ -45,7 +47,7 @@ def run2d(tmp_path_factory) -> Path:
     cfg = compose_config([*TINY, f"paths.runs_dir={root / 'runs'}", "trainer.max_epochs=1", "test_after_fit=false",
                           *SMALL])
     train_task(cfg, run_path=root / "run", overrides=[], multirun=False)
-    assert (root / "run" / "checkpoints" / "best.ckpt").is_file()
+    assert (root / "run" / "checkpoints" / "last.ckpt").is_file()  # debug=tiny keeps no best.ckpt
     return root / "run"
 
 
@@ -53,7 +55,7 @@ def _trained_module(run: Path):
     """The run's module built from its config and data module, with the best checkpoint's weights."""
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     module = build_module(cfg, build_datamodule(cfg).info).eval()
-    module.load_state_dict(load_checkpoint(run / "checkpoints" / "best.ckpt")["state_dict"])
+    module.load_state_dict(load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"])
     return module
 
 
@@ -68,7 +70,7 @@ def _eval_path_joints(module, image: Path, center: np.ndarray, side: float) -> t
     return module.predict_step(batch, 0)["joints_2d_image"][0].numpy(), sample["crop_to_image"].numpy()
 
 
-def test_joints_equal_the_evaluation_path_for_the_same_crops(run2d, tmp_path):
+def test_joints_equal_the_evaluation_path_for_the_same_crops(run2d, tmp_path, capsys):
     images = _images()
     # two boxes on the first image (by file name), one on the others (COCO by image_id, MPII by file name)
     boxes = [{"file_name": images[0].name, "bbox": [100.0, 40.0, 200.0, 300.0], "score": 0.9},
@@ -105,14 +107,39 @@ def test_joints_equal_the_evaluation_path_for_the_same_crops(run2d, tmp_path):
             assert got.shape == (16, 2)
     assert worst < 1e-3, worst
 
-    coco = json.loads((out / "coco_results.json").read_text())
-    assert len(coco) == sum(len(r["people"]) for r in pred["images"])
-    first = pred["images"][0]
-    assert coco[0]["image_id"] == int(Path(first["file"]).stem) and coco[0]["category_id"] == 1
-    kp = np.asarray(coco[0]["keypoints"]).reshape(16, 3)
-    np.testing.assert_allclose(kp[:, :2], np.asarray(first["people"][0]["joints_2d"]) - 0.5, atol=1e-9)
-    np.testing.assert_array_equal(kp[:, 2], np.ones(16))  # I1 has no joint confidence
-    assert coco[0]["score"] == pytest.approx(0.9)  # box score x mean confidence (1)
+    # MPII-16 has no nose, eyes or ears: no COCO results, one line saying so; predictions.json names the joints
+    assert not (out / "coco_results.json").exists()
+    assert pred["joint_names"] == list(get_joint_set("mpii16").names)
+    assert "no coco_results.json: mpii16 has no nose, l_eye, r_eye, l_ear, r_ear of COCO-17" in capsys.readouterr().out
+    assert pred["images"][0]["people"][0]["score"] == pytest.approx(0.9)  # box score x mean confidence (1)
+
+
+def _person(joints: np.ndarray, conf: np.ndarray | None = None) -> dict:
+    return {"bbox": [0.0, 0.0, 10.0, 10.0], "box_score": 0.8, "crop_to_image": np.eye(2, 3).tolist(), "score": 0.8,
+            "joints_2d": joints.tolist(), "joint_conf": None if conf is None else conf.tolist()}
+
+
+def test_coco_results_are_written_in_coco_order_only(tmp_path):
+    frame = Frame(Path("000000000042.jpg"), np.zeros((8, 8, 3), np.uint8), 42)
+    header = {"joint_set": "coco17", "dims": 2}
+    joints = np.arange(34, dtype=np.float64).reshape(17, 2)
+    conf = np.linspace(0.1, 0.9, 17)
+    writer = PredictionWriter(tmp_path / "coco", header, overlays=False)
+    writer.add(frame, [_person(joints, conf)])
+    assert writer.close()["coco_skipped"] is None
+    [result] = json.loads((tmp_path / "coco" / "coco_results.json").read_text())
+    kp = np.asarray(result["keypoints"]).reshape(17, 3)
+    assert result["image_id"] == 42 and result["category_id"] == 1 and result["score"] == pytest.approx(0.8)
+    np.testing.assert_allclose(kp[:, :2], joints - 0.5)  # COCO's 0-based pixel centres, in COCO's order
+    np.testing.assert_allclose(kp[:, 2], conf)
+    for joint_set in ("mpii16", "h36m17", "lsp14"):
+        n = get_joint_set(joint_set).num_joints
+        writer = PredictionWriter(tmp_path / joint_set, {"joint_set": joint_set, "dims": 2}, overlays=False)
+        writer.add(frame, [_person(np.zeros((n, 2)))])
+        note = writer.close()["coco_skipped"]
+        assert note.startswith(f"no coco_results.json: {joint_set} has no ") and "l_eye" in note
+        assert not (tmp_path / joint_set / "coco_results.json").exists()
+        assert json.loads((tmp_path / joint_set / "predictions.json").read_text())["images"][0]["image_id"] == 42
 
 
 def test_a_bad_file_is_listed_and_the_rest_finish(run2d, tmp_path, capsys):
@@ -142,6 +169,19 @@ def test_a_bad_file_is_listed_and_the_rest_finish(run2d, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main([f"run={run2d}", f"input={only_bad}", f"out={tmp_path / 'out2'}"])
     assert err.value.code == 2
+
+
+def test_without_out_predictions_go_beside_the_run(run2d, tmp_path, monkeypatch):
+    image = tmp_path / "my photo.jpg"
+    shutil.copy(_images()[0], image)
+    monkeypatch.chdir(tmp_path)
+    main([f"run={run2d}", f"input={image}", "overlays=false"])
+    out = run2d / "predictions" / "my_photo"
+    try:
+        assert json.loads((out / "predictions.json").read_text())["images"][0]["file"] == str(image)
+        assert not (tmp_path / "predictions").exists()  # never into the current directory
+    finally:
+        shutil.rmtree(run2d / "predictions")
 
 
 def test_video_round_trip(run2d, tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import BEST
 from posereg.runs import RunDir
 from posereg.weights import load_checkpoint
 
@@ -23,7 +24,7 @@ TESTS = Path(__file__).resolve().parent
 # 3 epochs of 6 steps of a tiny net: seconds per run, deterministic on the CPU
 BASE = ["debug=tiny", "logger=csv", "backbone.name=resnet10t", "method.head.width=16", "data.input_size=32",
         "data.batch_size=4", "data.eval_batch_size=4", "trainer.max_epochs=3", "trainer.limit_train_batches=6",
-        "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.deterministic=true"]
+        "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.deterministic=true", BEST]
 
 
 def _env() -> dict[str, str]:

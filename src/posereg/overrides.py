@@ -15,9 +15,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.utils import create_config_search_path
+from hydra.core.config_search_path import SearchPathQuery
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig
 
 from posereg.errors import ConfigError
@@ -98,12 +103,12 @@ class ConfigTree:
 
     def __init__(self, config_dir: Path = CONF_DIR, extra_dirs: Sequence[str | Path] = (),
                  searchpath: Sequence[str] = (), config_name: str = "config"):
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-        from hydra._internal.utils import create_config_search_path
-
         search_path = create_config_search_path(str(config_dir))
-        for folder in extra_dirs:  # as Hydra's --config-dir adds them
-            search_path.append("command-line", f"file://{Path(folder).expanduser().resolve()}")
+        for folder in extra_dirs:  # where Hydra's --config-dir puts them: after posereg's, before the schema
+            path = Path(folder).expanduser().resolve()
+            if not path.is_dir():
+                raise ConfigError(f"--config-dir {folder}: no such folder")
+            search_path.prepend("command-line", f"file://{path}", anchor=SearchPathQuery(provider="schema"))
         self.loader = ConfigLoaderImpl(config_search_path=search_path)
         self.config_name = config_name
         self.searchpath = list(searchpath)  # hydra.searchpath overrides, which move the tree itself
@@ -119,14 +124,10 @@ class ConfigTree:
 
     def options(self, group: str) -> list[str]:
         """The options of a config group, sorted."""
-        from hydra.core.object_type import ObjectType
-
         return sorted(self.repository.get_group_options(group, ObjectType.CONFIG))
 
     def subgroups(self, group: str) -> list[str]:
         """The groups directly inside `group` ('' for the top), as full paths."""
-        from hydra.core.object_type import ObjectType
-
         found = self.repository.get_group_options(group, ObjectType.GROUP)
         return [f"{group}/{name}" if group else name for name in found]
 
@@ -141,8 +142,6 @@ class ConfigTree:
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         """The config composed with `overrides` (Hydra's node included); ConfigError with Hydra's first line."""
-        from hydra.types import RunMode
-
         try:
             return self.loader.load_configuration(self.config_name, [*self.searchpath, *overrides], RunMode.RUN,
                                                   from_shell=True, validate_sweep_overrides=False)

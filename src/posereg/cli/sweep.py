@@ -18,8 +18,8 @@ import argparse
 import sys
 
 from posereg.errors import ConfigError, DataError
-from posereg.overrides import check_overrides
 from posereg.grid.plan import SweepPlan, compose_cell_config, launch, plan_sweep
+from posereg.overrides import check_overrides
 from posereg.report.manifest import grid_variant, write_manifest
 from posereg.report.template import list_templates, load_template, value_str
 

@@ -52,7 +52,7 @@ def _rows(pairs: list[tuple[str, Any]]) -> list[str]:
     return ["| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in pairs]]
 
 
-def _metrics_section(cfg: DictConfig, metrics: RunMetrics | None) -> list[str]:
+def _metrics_section(cfg: DictConfig, metrics: RunMetrics | None, has_best: bool) -> list[str]:
     if metrics is None or not (metrics.best or metrics.final or metrics.test):
         return ["## Metrics", "", "No metrics.json yet: the run has not finished."]
     columns = [(section, title) for section, title in _STAGES if getattr(metrics, section)]
@@ -63,8 +63,9 @@ def _metrics_section(cfg: DictConfig, metrics: RunMetrics | None) -> list[str]:
     lines = ["## Metrics", "",
              f"Protocol: validation and test splits of `{'+'.join(map(str, cfg.data.sources))}`, joint set "
              f"`{cfg.data.joint_set}`, prediction from output `{cfg.get('cut') or 'last'}`, flip test "
-             f"{'on' if cfg.get('flip_test') else 'off'}{monitor}; `test` evaluates the best checkpoint. Names and "
-             "units: docs/architecture.md §4.", "",
+             f"{'on' if cfg.get('flip_test') else 'off'}{monitor}; `test` evaluates "
+             f"{'the best checkpoint (best.ckpt)' if has_best else 'the last weights (the run kept no best.ckpt)'}. "
+             "Names and units: docs/architecture.md §4.", "",
              "| metric | unit | " + " | ".join(title for _, title in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for name in names:
@@ -155,8 +156,9 @@ def model_card(run_path: Path, cfg: DictConfig, metrics: RunMetrics | None, stat
                                               else "")),
             ("run", f"`{run_path}` (config: `.hydra/config.yaml`)")]
     joints = ", ".join(f"{i} `{name}`" for i, name in enumerate(js.names))
+    has_best = (run_path / "checkpoints" / "best.ckpt").is_file()
     lines = [f"# Model card: {cfg.experiment_name} / {run_path.name}", "", *_rows(rows), "", "## Joints", "",
-             f"In the order of every output: {joints}.", "", *_metrics_section(cfg, metrics), "",
+             f"In the order of every output: {joints}.", "", *_metrics_section(cfg, metrics, has_best), "",
              *_python_section(run_path, js.num_joints, dims), "", *_onnx_section(interface, run_path, exported), ""]
     return "\n".join(lines)
 

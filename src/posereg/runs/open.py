@@ -95,8 +95,11 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         if o.is_delete() or o.is_sweep_override():
             raise ConfigError(f"override {o.input_line!r}: a run is opened with one value per key")
         with open_dict(cfg):
-            if key in groups and key in cfg and o.package is None and isinstance(o.value(), str):
+            if key in groups and o.package is None and isinstance(o.value(), str):
                 check_option(o.input_line, key, o.value(), sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml")))
+                if key not in cfg:  # a preset (experiment, debug): it chose the run's settings when it trained
+                    raise ConfigError(f"{o.input_line}: {key} chooses settings when a run is trained; give the "
+                                      "settings to change here as key=value")
                 cfg[key] = _group_node(key, o.value())
             else:
                 if not o.is_add():  # a key the run's config lacks: one line with its closest settings

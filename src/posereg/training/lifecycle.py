@@ -183,13 +183,14 @@ def _announce(cfg: DictConfig, session: RunSession) -> None:
 
 
 def _find_resume_checkpoint(run: RunDir, trust: bool) -> Path | None:
-    """The newest checkpoint that loads (last, then best); damaged ones are set aside with a warning."""
+    """The newest checkpoint that loads and can resume a fit (last, then best); damaged ones are set aside with a
+    warning, weights-only ones (keep_checkpoints=weights) are passed over."""
     for candidate in (run.last_ckpt, run.best_ckpt):
         if not candidate.exists():
             continue
         try:
-            load_checkpoint(candidate, trust=trust)
-            return candidate
+            if not load_checkpoint(candidate, trust=trust).get("posereg_weights_only"):
+                return candidate
         except DamagedCheckpointError as err:
             set_aside(candidate, str(err))
     return None
