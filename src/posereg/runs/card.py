@@ -40,12 +40,12 @@ def initialisation(cfg: DictConfig) -> str:
     if cfg.get("init_from"):
         start = f"fine-tuned from the checkpoint `{Path(str(cfg.init_from)).name}` (init_from)"
     elif backbone and node.get("checkpoint"):
-        start = f"backbone from the weight file `{Path(str(node.checkpoint)).name}` (backbone.checkpoint)"
+        start = f"backbone started from the weight file `{Path(str(node.checkpoint)).name}` (backbone.checkpoint)"
     elif backbone and node.get("pretrained"):
-        start = f"backbone from timm's pretrained (ImageNet) weights of `{backbone}` (backbone.pretrained=true)"
+        start = f"backbone started from timm's ImageNet weights of `{backbone}` (backbone.pretrained=true)"
     else:
-        start = "random weights"
-    return f"{backbone or 'its own network (no backbone)'}; started from {start}"
+        start = "started from random weights"
+    return f"{backbone or 'its own network (no backbone)'}; {start}"
 
 
 def _rows(pairs: list[tuple[str, Any]]) -> list[str]:
