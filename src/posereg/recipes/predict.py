@@ -52,18 +52,23 @@ def image_pixels(image: Any, where: str = "image") -> np.ndarray:
 
 
 def person_boxes(boxes: Boxes, padding: float, where: str = "boxes") -> list[PersonBox]:
-    """Detection boxes (N,4) x,y,w,h or (N,5) with a score, as person boxes padded like posereg-predict's."""
-    array = np.asarray(boxes, dtype=np.float64)
-    if array.size == 0:
-        return []
-    if array.ndim == 1:
-        array = array[None]
-    if array.ndim != 2 or array.shape[1] not in (4, 5) or not np.isfinite(array).all() or (array[:, 2:4] <= 0).any():
-        raise ConfigError(f"{where}: expected [[x, y, w, h(, score)], ...] with w, h > 0 in image pixels, got "
-                          f"{np.asarray(boxes).tolist()}")
-    scores = array[:, 4] if array.shape[1] == 5 else np.ones(len(array))
-    return [PersonBox(tuple(float(v) for v in row[:4]), float(s), padding)  # type: ignore[arg-type]
-            for row, s in zip(array, scores, strict=True)]
+    """Detection boxes [x, y, w, h] or [x, y, w, h, score] (one, or a list of them) as person boxes padded like
+    posereg-predict's; ConfigError naming `where` for anything else."""
+    rows = list(boxes)
+    if rows and np.ndim(rows[0]) == 0:
+        rows = [rows]  # one box
+    out = []
+    for row in rows:
+        try:
+            box = np.asarray(row, dtype=np.float64)
+        except (TypeError, ValueError):
+            box = np.zeros(0)
+        if box.shape not in ((4,), (5,)) or not np.isfinite(box).all() or (box[2:4] <= 0).any():
+            raise ConfigError(f"{where}: expected [[x, y, w, h(, score)], ...] with w, h > 0 in image pixels, got "
+                              f"{np.asarray(boxes, dtype=object).tolist()}")
+        xywh = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+        out.append(PersonBox(xywh, float(box[4]) if len(box) == 5 else 1.0, padding))
+    return out
 
 
 class PoseModel:
