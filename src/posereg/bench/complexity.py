@@ -24,7 +24,10 @@ PRESETS = {
     "ms_h1": "integral_mpii", "ms_i1": "integral_mpii", "luvizon17": "luvizon_mpii", "sspnet": "sspnet_h36m",
 }
 BACKBONES = ("resnet18", "resnet50", "resnet101", "hrnet_w32")
-EXTRA = {"hourglass (2 stacks), i1": ["experiment=integral_h36m_hourglass", "method=i1"]}
+EXTRA = {"hourglass (2 stacks), i1": ["experiment=integral_h36m_hourglass", "method=i1"],
+         "cpn, h1": ["experiment=integral_mpii", "method=h1", "method/net=cpn"],
+         "deeppose cascade (3 stages)": ["experiment=integral_mpii", "method=deeppose_cascade",
+                                         "method.cascade.stages=3"]}
 
 
 def _row(label: str, overrides: list[str]) -> dict[str, Any]:
