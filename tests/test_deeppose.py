@@ -21,6 +21,7 @@ from posereg.nets.deeppose import diameter_pairs
 from posereg.ops.joint_crops import joint_crops, pose_diameter
 from posereg.report.build import build_report
 from posereg.runs import RunDir
+from posereg.weights import load_checkpoint
 
 TINY_DATA = ["data.sources.synth.length.val=16", "data.sources.synth.length.test=16", "data.epoch_length=32"]
 TINY = ["debug=tiny", "logger=none", "trainer.max_epochs=1", "trainer.precision=32-true", "num_threads=1", *TINY_DATA]
@@ -212,3 +213,23 @@ def test_stage_settings_errors_name_the_setting(tmp_path: Path) -> None:
                               f"method.cascade.previous_run='{tmp_path / 'r1'}'"])
         with pytest.raises(ConfigError, match=match):
             build_module(cfg, data_info(cfg)).setup("fit")
+    cfg = compose_config(["method=deeppose_cascade", "method.cascade.trunk_init=imagenet"])
+    with pytest.raises(ConfigError, match="trunk_init='imagenet'"):
+        build_module(cfg, data_info(cfg))
+
+
+def test_a_stage_starts_from_the_frozen_previous_run_and_its_trunk(tmp_path: Path) -> None:
+    _train(tmp_path, "r1", "experiment=integral_synth2d", "method=r1", *SMALL)
+    previous = f"method.cascade.previous_run='{tmp_path / 'r1'}'"
+    cfg = compose_config([*TINY, "experiment=deeppose_synth", *SMALL, previous])
+    module = build_module(cfg, data_info(cfg))
+    module.setup("fit")
+    saved = load_checkpoint(tmp_path / "r1" / "checkpoints" / "best.ckpt")["state_dict"]
+    net = module.net
+    assert all(torch.equal(v, saved[f"net.{k}"]) for k, v in net.stage1.state_dict().items())
+    r1_trunk = net.stage1.backbone.state_dict()
+    assert all(torch.equal(v, r1_trunk[k]) for k, v in net.refiners[0].backbone.state_dict().items())
+    assert not any(p.requires_grad for p in net.stage1.parameters())
+    assert all(p.requires_grad for p in net.refiners[0].parameters())
+    module.train()
+    assert not net.stage1.training and net.refiners[0].training  # frozen BatchNorm statistics stay put

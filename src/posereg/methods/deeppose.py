@@ -36,6 +36,7 @@ from posereg.runs.checkpoints import load_checkpoint
 from posereg.runs.files import RunDir
 
 PREVIOUS = "method.cascade.previous_run"
+TRUNK_INITS = ("previous", "random")
 
 
 def fit_normal(errors: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +135,7 @@ class DeepPoseCascadeModule(PoseModule):
         previous_checkpoint: str,
         simulated_fraction: float,
         fit_batches: int,
+        trunk_init: str,
         joint_set: str,
         input_size: int,
         trust_checkpoints: bool = False,
@@ -147,6 +149,9 @@ class DeepPoseCascadeModule(PoseModule):
         if not 0.0 <= self.simulated_fraction <= 1.0:
             raise ConfigError(f"method.cascade.simulated_fraction={simulated_fraction} must be in [0, 1]")
         self.fit_batches = require_int(fit_batches, "method.cascade.fit_batches", 1)
+        if trunk_init not in TRUNK_INITS:
+            raise ConfigError(f"method.cascade.trunk_init={trunk_init!r}: use one of {', '.join(TRUNK_INITS)}")
+        self.trunk_init = trunk_init
         self.previous = (previous_run, previous_checkpoint, str(joint_set), int(input_size), bool(trust_checkpoints))
         self.trained = len(self.output_names) - 1  # index of the stage this run trains
         self.net.freeze(self.trained)
@@ -157,10 +162,13 @@ class DeepPoseCascadeModule(PoseModule):
         self._batch: Batch | None = None
 
     def setup(self, stage: str) -> None:
-        """Before a fit: stages 1..S-1 from the previous run (a resumed fit then restores its own checkpoint)."""
+        """Before a fit: stages 1..S-1 from the previous run, the trained stage's trunk from stage S-1's when
+        `trunk_init` is previous (a resumed fit then restores its own checkpoint over both)."""
         if stage == "fit":
             run, which, joint_set, input_size, trust = self.previous
             load_previous_stages(self.net, run, which, joint_set, input_size, trust)
+            if self.trunk_init == "previous":
+                self.net.warm_start(self.trained + 1)
 
     def on_fit_start(self) -> None:
         """Fit N_i^{S-1} to the frozen stages' errors on the first training batches (once per run)."""

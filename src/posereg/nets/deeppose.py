@@ -98,6 +98,14 @@ class DeepPoseCascade(PoseNet):
         """The stage modules in order: R1, then the refiners."""
         return [self.stage1, *self.refiners]
 
+    def trunk(self, stage: int) -> nn.Module:
+        """The feature extractor of stage `stage` (1-based): R1's backbone, then each refiner's."""
+        return self.stage1.backbone if stage == 1 else self.refiners[stage - 2].backbone
+
+    def warm_start(self, stage: int) -> None:
+        """Start stage `stage`'s trunk from stage `stage - 1`'s weights and BatchNorm statistics."""
+        self.trunk(stage).load_state_dict(self.trunk(stage - 1).state_dict())
+
     def freeze(self, count: int) -> None:
         """Fix the first `count` stages: no gradients, BatchNorm in eval mode whatever `train()` says."""
         self.frozen = int(count)
