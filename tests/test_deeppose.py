@@ -174,6 +174,8 @@ def test_a_three_stage_cascade_trains_stage_by_stage_and_reports_every_stage(tmp
     for m in ("pckh@0.5", "pckh@0.1", "auc"):  # stage 1 of the cascade is the R1 run, frozen
         assert two["final"][f"val/{m}@stage1"] == pytest.approx(one["final"][f"val/{m}"], abs=1e-9)
         assert two["final"][f"val/{m}"] == two["final"][f"val/{m}@stage2"]
+    state = load_checkpoint(tmp_path / "stage2,seed=0" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert bool(state["error_fitted"]) and bool((state["error_cov"].diagonal(dim1=1, dim2=2) > 0).all())
     three = _train(tmp_path, "stage3,seed=0", "experiment=deeppose_synth", *SMALL, "method.cascade.stages=3",
                    "method.cascade.fit_batches=2", f"method.cascade.previous_run='{tmp_path / 'stage2,seed=0'}'",
                    "seed=0")  # the report's grid axis
