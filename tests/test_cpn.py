@@ -13,7 +13,8 @@ from posereg.cli.train import train_task
 from posereg.codecs import CoordTargets, HeatmapTargets, MapDecoder
 from posereg.data.datamodule import data_info
 from posereg.errors import ConfigError
-from posereg.losses import GaussianHeatmapMSE, hardest_joints, heatmap_loss, heatmap_loss_per_joint
+from posereg.losses import GaussianHeatmapMSE
+from posereg.losses.terms import hardest_joints, heatmap_loss, heatmap_loss_per_joint
 from posereg.methods import build_module
 from posereg.nets import Backbone
 from posereg.nets.complexity import model_complexity
