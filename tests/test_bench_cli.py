@@ -37,11 +37,12 @@ def test_complexity_prints_and_stores_every_network(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert [r["model"] for r in rows] == [
         "i1 / resnet18", "r1 / resnet18", "sspnet", "deepskeleton_maps (stage-1 FCN) / resnet18",
-        "deepskeleton_regress (stage 2 on maps) / resnet18", "deepskeleton_regress (stage 2 on rgb) / resnet18"]
+        "deepskeleton_regress (stage 2 on maps) / resnet18", "deepskeleton_regress (stage 2 on rgb) / resnet18",
+        "cpn, h1 / resnet18", "deeppose cascade (3 stages) / resnet18"]
     for r in rows:
         assert f"{r['model']:52s} {r['input']:4d}²  {r['params_m']:7.2f} M  {r['gmacs']:7.2f} GMACs" in printed
     # stage 2 on 6 map channels vs the 3 of the crop: ResNet-18's 7x7 stem has 64 x 3 x 49 more weights
-    maps, rgb = rows[-2:]
+    maps, rgb = rows[-4:-2]
     assert maps["params_m"] - rgb["params_m"] == pytest.approx(64 * 3 * 49 / 1e6, abs=0.006)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from posereg.data import h36m
 from posereg.data.cameras import get_camera, load_cameras
+from posereg.data.transforms import augment_preset
 from posereg.geometry import apply_affine, invert_affine, project
 from posereg.metrics.mpjpe import action_key
 from posereg.paths import real_slices_dir
@@ -127,7 +128,8 @@ def test_mixed_h36m_mpii_batches_have_z_weights_only_on_h36m(make_cfg):
 DS_KW = {**KW, "input_size": 64}
 
 
-@pytest.mark.parametrize("augment", [None, {"rotation_prob": 1.0, "flip_prob": 1.0, "scale": [0.8, 1.2]}])
+@pytest.mark.parametrize("augment", [None, augment_preset("default", rotation_prob=1.0, flip_prob=1.0,
+                                                          scale=[0.8, 1.2])])
 def test_samples_projection_and_round_trip(augment):
     from posereg.data.h36m import H36MDataset
 

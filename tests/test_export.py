@@ -21,7 +21,10 @@ onnx = pytest.importorskip("onnx")
 SMALL = ["backbone.name=resnet10t", "method.head.width=32", "data.input_size=64"]
 SSP = ["method=sspnet", "data=synth3d", "data.input_size=64", "method.net.growth=8", "method.net.num_pyramids=2",
        "method.net.num_levels=2", "method.net.stem_channels=8", "cut=p1l2"]
-CASES = {"i1": ["method=i1", *SMALL], "r1": ["method=r1", *SMALL], "sspnet_p1l2": SSP}
+CPN = ["method=i1", "method/net=cpn", "backbone.name=resnet10t", "method.net.width=32", "data.input_size=64"]
+DEEPPOSE = ["method=deeppose_cascade", "method.cascade.stages=3", "backbone.name=resnet10t", "data.input_size=64"]
+CASES = {"i1": ["method=i1", *SMALL], "r1": ["method=r1", *SMALL], "sspnet_p1l2": SSP, "cpn_i1": CPN,
+         "cpn_i1_global_c3": [*CPN, "cut=global_c3"], "deeppose_stage3": DEEPPOSE}
 
 
 @pytest.fixture(autouse=True)

@@ -293,6 +293,8 @@ LECTURE_ROWS = {  # docs/methods.md, "The lecture deck's classic architectures"
                          "data.input_size=256"],
     "HRNet": ["method=h1", "backbone=hrnet_w32", "backbone.timm_kwargs.feature_location=''",
               "backbone.out_indices=[1]", "method.head.heatmap_stride=4", "data=mpii"],
+    "DeepPose's cascade": ["experiment=deeppose_synth", "method.cascade.stages=2"],
+    "CPN": ["method=h1", "method/net=cpn", "backbone=resnet50", "data=mpii", "data.input_size=256"],
 }
 
 
@@ -312,3 +314,8 @@ def test_lecture_deck_rows_build_with_the_documented_commands(row):
         assert len(maps) == 8 and 25.0e6 < sum(p.numel() for p in net.parameters()) < 26.0e6
     if row == "CPM-style multi-stage":
         assert len(maps) == 4
+    if row == "DeepPose's cascade":  # R1, then a refiner: coordinates only
+        assert maps == [None, None] and net.output_names == ["stage1", "stage2"]
+    if row == "CPN":  # four GlobalNet levels and RefineNet, all at stride 4; ResNet-50 CPN: 27.0 M parameters
+        assert len(maps) == 5 and {m.shape[-1] for m in maps} == {info.input_size // 4}
+        assert 26.9e6 < sum(p.numel() for p in net.parameters()) < 27.1e6

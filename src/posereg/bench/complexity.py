@@ -36,6 +36,9 @@ EXTRA = {
                                                True),
     "deepskeleton_regress (stage 2 on rgb)": (["experiment=deepskeleton_h36m_regress", "method.input.source=rgb"],
                                               True),
+    "cpn, h1": (["experiment=integral_mpii", "method=h1", "method/net=cpn"], True),
+    "deeppose cascade (3 stages)": (["experiment=integral_mpii", "method=deeppose_cascade", "method.cascade.stages=3"],
+                                    True),
 }
 
 

@@ -1,5 +1,6 @@
 """Loss terms (`LossTerm` subclasses chosen by `method.loss.<name>._target_`) and their sum over outputs."""
 
+from posereg.losses.deeppose import CropL2
 from posereg.losses.skeleton import SkeletonMapBCE
 from posereg.losses.terms import (
     ConfidenceBCE,
@@ -12,5 +13,5 @@ from posereg.losses.terms import (
     PoseLoss,
 )
 
-__all__ = ["ConfidenceBCE", "CoordLoss", "DiskHeatmapBCE", "GaussianHeatmapMSE", "HeatmapLoss", "LossTerm",
+__all__ = ["ConfidenceBCE", "CoordLoss", "CropL2", "DiskHeatmapBCE", "GaussianHeatmapMSE", "HeatmapLoss", "LossTerm",
            "OneHotHeatmapCE", "PoseLoss", "SkeletonMapBCE"]

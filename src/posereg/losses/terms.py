@@ -18,7 +18,9 @@ is and nothing about its depth (the paper's "2D data on both heat map and joint 
 Terms are small `LossTerm` classes chosen by config (`method.loss.<name>: {_target_: ...}`; the shipped ones
 are in `conf/method/loss/`): `CoordLoss` (L1 / L2 / elastic on unit coordinates), `GaussianHeatmapMSE` (H1),
 `OneHotHeatmapCE` (H2), `DiskHeatmapBCE` (H3) and `ConfidenceBCE`. `PoseLoss` sums the weighted terms over
-the network's outputs; a new term is one class (docs/extending.md).
+the network's outputs; a new term is one class (docs/extending.md). A heat-map term's `top_k` mines hard
+keypoints on the outputs `top_k_outputs` names (CPN's OHKM: each sample's k largest per-joint losses, summed
+/ batch).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posereg.codecs import CoordTargets, HeatmapCodec, HeatmapTargets, input_hw
-from posereg.errors import ConfigError
+from posereg.errors import ConfigError, require_int
 from posereg.nets.deconv_head import DeconvHead
 from posereg.ops import spatial_softmax
 
@@ -109,19 +111,34 @@ def z_marginal(maps: torch.Tensor, kind: str) -> torch.Tensor:
     raise ConfigError(f"heat-map loss {kind!r} has no 3D definition: use mse (H1) or ce (H2) for 3D data")
 
 
-def heatmap_loss(maps: torch.Tensor, targets: HeatmapTargets, kind: str, space: str = "logits") -> torch.Tensor:
-    """Weighted heat-map loss summed over joints / batch; volumes add the z-marginal term of 2D joints.
+def heatmap_loss_per_joint(maps: torch.Tensor, targets: HeatmapTargets, kind: str, space: str = "logits"
+                           ) -> torch.Tensor:
+    """(B,J) weighted heat-map loss of each joint; volumes add the z-marginal term of 2D joints.
 
     `kind` is mse | ce | bce; `space="prob"` (mse only) compares the softmax-normalized maps.
     """
     per = _PER_JOINT[kind]
     if space == "prob":
         maps, kind, per = spatial_softmax(maps), "prob", prob_sse_per_joint
-    total = (per(maps, targets.target) * targets.weight).sum()
+    loss = per(maps, targets.target) * targets.weight
     mw = targets.marginal_weight
     if mw is not None and bool((mw > 0).any()):
-        total = total + (per(z_marginal(maps, kind), targets.marginal_target) * mw).sum()
-    return total / maps.shape[0]
+        loss = loss + per(z_marginal(maps, kind), targets.marginal_target) * mw
+    return loss
+
+
+def hardest_joints(per_joint: torch.Tensor, k: int) -> torch.Tensor:
+    """(B,k) the k largest of each sample's per-joint losses (B,J): online hard keypoint mining (CPN)."""
+    if not 1 <= k <= per_joint.shape[1]:
+        raise ConfigError(f"top_k={k}: online hard keypoint mining keeps 1..{per_joint.shape[1]} joints")
+    return per_joint.topk(k, dim=1).values
+
+
+def heatmap_loss(maps: torch.Tensor, targets: HeatmapTargets, kind: str, space: str = "logits",
+                 top_k: int | None = None) -> torch.Tensor:
+    """Weighted heat-map loss summed over joints / batch (over each sample's `top_k` hardest joints when set)."""
+    per = heatmap_loss_per_joint(maps, targets, kind, space)
+    return (per if top_k is None else hardest_joints(per, top_k)).sum() / maps.shape[0]
 
 
 class LossTerm(nn.Module, abc.ABC):
@@ -170,25 +187,40 @@ class ConfidenceBCE(LossTerm):
 
 
 class HeatmapLoss(LossTerm):
-    """A heat-map term: renders its targets (on the maps' grid, cached per step and size) and compares."""
+    """A heat-map term: renders its targets (on the maps' grid, cached per step and size) and compares.
+
+    `top_k` applies online hard keypoint mining to the outputs named in `top_k_outputs` (every output when
+    None): only the k largest per-joint losses of each sample count there (CPN's RefineNet).
+    """
 
     needs = "maps"
     loss_kind: ClassVar[str]
     target_kind: ClassVar[str]
 
     def __init__(self, weight: float, ramp: str, input_size: Any, sigma: float = 1.0, radius: float = 15.0,
-                 space: str = "logits"):
+                 space: str = "logits", top_k: int | None = None, top_k_outputs: Sequence[str] | None = None):
         super().__init__(weight)
         self.space = check_choice(space, HEATMAP_SPACES, "method.loss.heatmap.space")
         self.codec = HeatmapCodec(self.target_kind, input_size, ramp=ramp, sigma=sigma, radius=radius,
                                   normalize=self.space == "prob")
+        self.top_k = None if top_k is None else require_int(top_k, "top_k", 1)
+        self.top_k_outputs = None if top_k_outputs is None else [str(n) for n in top_k_outputs]
 
     def value(self, output: dict[str, Any], targets: CoordTargets, cache: dict[Any, Any]) -> torch.Tensor:
         maps = output["maps"]
         key = (type(self).__name__, self.space, tuple(maps.shape[2:]))
         if key not in cache:
             cache[key] = self.codec.encode(targets, maps.shape[2:])
-        return heatmap_loss(maps, cache[key], self.loss_kind, self.space)
+        mined = self.top_k_outputs is None or output["name"] in self.top_k_outputs
+        return heatmap_loss(maps, cache[key], self.loss_kind, self.space, self.top_k if mined else None)
+
+    def prepare(self, net: nn.Module) -> None:
+        """Refuse mining an output the network does not have."""
+        names = list(getattr(net, "output_names", []))
+        for name in self.top_k_outputs or []:
+            if name not in names:
+                raise ConfigError(f"top_k_outputs names output {name!r}, which {type(net).__name__} does not have "
+                                  f"({', '.join(names)})")
 
 
 class GaussianHeatmapMSE(HeatmapLoss):
@@ -196,8 +228,9 @@ class GaussianHeatmapMSE(HeatmapLoss):
 
     loss_kind, target_kind = "mse", "gaussian"
 
-    def __init__(self, weight: float, ramp: str, input_size: Any, sigma: float, space: str):
-        super().__init__(weight, ramp, input_size, sigma=sigma, space=space)
+    def __init__(self, weight: float, ramp: str, input_size: Any, sigma: float, space: str,
+                 top_k: int | None = None, top_k_outputs: Sequence[str] | None = None):
+        super().__init__(weight, ramp, input_size, sigma=sigma, space=space, top_k=top_k, top_k_outputs=top_k_outputs)
 
 
 class OneHotHeatmapCE(HeatmapLoss):
@@ -205,8 +238,9 @@ class OneHotHeatmapCE(HeatmapLoss):
 
     loss_kind, target_kind = "ce", "onehot"
 
-    def __init__(self, weight: float, ramp: str, input_size: Any):
-        super().__init__(weight, ramp, input_size)
+    def __init__(self, weight: float, ramp: str, input_size: Any, top_k: int | None = None,
+                 top_k_outputs: Sequence[str] | None = None):
+        super().__init__(weight, ramp, input_size, top_k=top_k, top_k_outputs=top_k_outputs)
 
 
 class DiskHeatmapBCE(HeatmapLoss):
@@ -214,8 +248,9 @@ class DiskHeatmapBCE(HeatmapLoss):
 
     loss_kind, target_kind = "bce", "disk"
 
-    def __init__(self, weight: float, ramp: str, input_size: Any, radius: float):
-        super().__init__(weight, ramp, input_size, radius=radius)
+    def __init__(self, weight: float, ramp: str, input_size: Any, radius: float, top_k: int | None = None,
+                 top_k_outputs: Sequence[str] | None = None):
+        super().__init__(weight, ramp, input_size, radius=radius, top_k=top_k, top_k_outputs=top_k_outputs)
         h, w = input_hw(input_size)
         self.prior = math.pi * float(radius) ** 2 / (h * w)
 
@@ -225,6 +260,7 @@ class DiskHeatmapBCE(HeatmapLoss):
         The per-cell BCE then starts at the prior instead of p = 0.5 everywhere (as in focal-loss detectors);
         a constant shift does not change the softmax, so the integral of I3 starts unchanged.
         """
+        super().prepare(net)
         p = min(max(self.prior, 1e-4), 0.5)
         for module in net.modules():
             if isinstance(module, DeconvHead):

@@ -72,6 +72,9 @@ def validate_combination(cfg: DictConfig, info: Any) -> None:
         if issubclass(cls, DiskHeatmapBCE) and dims == 3:
             raise ConfigError(f"method {name}: H3/I3 (disk BCE) is 2D only, as in the paper: "
                               "use h1/h2/i1/i2 for 3D data")
+    if m.get("cascade") is not None and m.output_weights is not None:
+        raise ConfigError(f"method {name}: method.output_weights={list(m.output_weights)}: a DeepPose cascade run "
+                          "trains its last stage alone (the earlier ones are frozen); leave it null")
     if cfg.get("flip_test") and not info.joint_set:
         raise ConfigError("flip_test=true needs data.joint_set")
     rd = m.root_depth

@@ -33,9 +33,18 @@ per-seed values (posereg.report.claims). One claim::
         metric: test/mpjpe
         paper: 6.0               # `expect` defaults to the paper's sign: here a < b
         mode: real               # optional: the claim applies only to --real (or only to cpu) grids
+      - label: "I1 and H1 are comparable in PCKh@0.5 (the paper: +0.5 only)"   # a claim of smallness
+        kind: equivalence        # two one-sided tests: the 90 % interval inside (-margin, margin)
+        margin: 2.0              # required: the largest |a - b| that still counts as comparable, metric units
+        a: I1
+        b: H1
+        metric: val/pckh@0.5
+        paper: 0.5
+        magnitude: none          # optional: relative | protocol | none (default: relative for reduction_pct,
+                                 # else protocol: the paper's value is compared only on the paper's protocol)
 
 A claim with several pairs (`pairs`, `each`, or `metrics` with more than one metric) is reproduced only if
-every pair is. A pair without a stated `paper` difference takes it from the table's `paper:` cells when all
+every pair is, and contradicted if a pair is after Holm's correction over its pairs (posereg.report.claims). A pair without a stated `paper` difference takes it from the table's `paper:` cells when all
 its cells have one. A claim naming a row, column or metric the template does not produce is a ConfigError.
 """
 

@@ -54,9 +54,28 @@ def _complete_augment(block: Any) -> None:
             block.setdefault(key, value)
 
 
+# Networks whose config gained `pretrained` (issue 26): a config stored before trained from random weights.
+PRETRAINED_FOLLOWS_BACKBONE = ("posereg.nets.SkeletonFCN", "posereg.nets.SkeletonRegressor",
+                               "posereg.nets.skeleton_fcn.SkeletonFCN",
+                               "posereg.nets.skeleton_regressor.SkeletonRegressor")
+
+
+def _complete_pretrained(raw: dict) -> None:
+    """A config stored before `backbone.pretrained` existed started from random weights: say so."""
+    backbone = raw.get("backbone")
+    if isinstance(backbone, dict) and "_target_" in backbone:
+        backbone.setdefault("pretrained", False)
+    net = (raw.get("method") or {}).get("net") if isinstance(raw.get("method"), dict) else None
+    if isinstance(net, dict) and net.get("_target_") in PRETRAINED_FOLLOWS_BACKBONE:
+        net.setdefault("pretrained", "${backbone.pretrained}")
+
+
 def migrate_config(cfg: DictConfig) -> DictConfig:
-    """A stored config with moved `_target_`s renamed and older augment blocks completed (interpolations kept)."""
+    """A stored config with moved `_target_`s renamed and older augment blocks and settings completed
+    (interpolations kept)."""
     raw = _rename_targets(OmegaConf.to_container(cfg, resolve=False))
+    if isinstance(raw, dict):
+        _complete_pretrained(raw)
     data = raw.get("data") if isinstance(raw, dict) else None
     if isinstance(data, dict):
         _complete_augment(data.get("augment"))
