@@ -30,7 +30,8 @@ from posereg.paths import REPO_ROOT
 from posereg.runs.launch import scheduler_job
 from posereg.runs.lock import RunLock
 from posereg.runs.metrics import RunMetrics
-from posereg.runs.migrate import migrate_config
+from posereg.runs.migrate import RUN_VERSION, stamped
+from posereg.runs.trust import load_stored_config
 
 STATUSES = ("done", "running", "interrupted", "failed", "pending")  # in the order reports count them
 CHECKPOINTS = ("best", "last")
@@ -184,6 +185,7 @@ class RunDir:
             overrides=list(overrides),
             attempts=int(previous.get("attempts", 0)) + 1,
             resumed_from=resumed_from,
+            run_version=RUN_VERSION,
         )
 
     def mark_finished(self, status: str, error: str | None = None, failed_step: int | None = None,
@@ -224,9 +226,11 @@ class RunDir:
         return [str(x) for x in status.get("overrides") or []]
 
     def save_config(self, overrides: list[str], cfg: DictConfig | None = None) -> None:
-        """`.hydra/overrides.yaml` and, when given, the composed config `.hydra/config.yaml` (atomically)."""
+        """`.hydra/overrides.yaml` and, when given, the composed config `.hydra/config.yaml` with this posereg's
+        layout version (atomically)."""
         if cfg is not None:
-            atomic_write_bytes(self.config_file, OmegaConf.to_yaml(cfg).encode())
+            raw = stamped(OmegaConf.to_container(cfg, resolve=False))
+            atomic_write_bytes(self.config_file, OmegaConf.to_yaml(OmegaConf.create(raw)).encode())
         atomic_write_bytes(self.overrides_file, yaml.safe_dump(list(overrides)).encode())
 
     def clear_outputs(self) -> None:
@@ -239,11 +243,12 @@ class RunDir:
 
     # ------------------------------------------------------------------------- opening a finished run
     def config(self, setting: str = "run") -> DictConfig:
-        """The stored config, brought up to date (`posereg.runs.migrate`); ConfigError naming `setting` when
-        the directory has none."""
+        """The stored config: read safely, brought up to date, without security settings and allowed to build
+        only what posereg builds (`posereg.runs.trust`); ConfigError naming `setting` when the directory has
+        none, or the file and key that is refused."""
         if not self.config_file.is_file():
             raise ConfigError(f"{setting}={self.path}: not a posereg run directory (no .hydra/config.yaml)")
-        return migrate_config(OmegaConf.load(self.config_file))
+        return load_stored_config(self.config_file)
 
     def checkpoint(self, which: str = "best", setting: str = "run") -> Path:
         """`best` (best.ckpt, else last.ckpt), `last`, or a checkpoint file; ConfigError naming `setting` when
