@@ -2,7 +2,7 @@
 
     posereg-predict run=<run dir> input=<image | folder | video | glob> [out=<dir>] [boxes=<detections json>]
         [box=whole|center] [box_score_thr=0] [camera=fx,fy,cx,cy] [device=cpu|cuda] [batch_size=32]
-        [ckpt=best|last|<file>] [overlays=true|false] [key=value overrides of the run's config]
+        [ckpt=best|last|<file>] [overlays=true|false] [max_pixels=50000000] [key=value overrides of the run's config]
 
 Person boxes: the whole image (default), its largest centred square (box=center), or COCO detections
 (boxes=, [{image_id | file_name, bbox: [x,y,w,h], score}], kept at score >= box_score_thr; image_id is
@@ -11,7 +11,8 @@ square and padded by the run's box_padding (1.25 by default); the whole image an
 not padded. device defaults to cuda when there is one; flip_test follows the run's config (override it
 with flip_test=false). Outputs under out= (default predictions/<input name>): overlays/, predictions.json,
 coco_results.json (score = box score x mean joint confidence, 1 without either), and for a video its
-overlay mp4 and videos/<stem>.json (formats: posereg.inference.writer). Unreadable inputs are listed at the end;
+overlay mp4 and videos/<stem>.json (formats: posereg.inference.writer). Images and videos whose header claims more
+than max_pixels pixels are skipped before decoding. Unreadable and skipped inputs are listed at the end;
 the exit code is 0 when at least one input was read, 2 when none was (or for a setting error).
 """
 
@@ -38,9 +39,10 @@ from posereg.skeletons import get_joint_set
 
 USAGE = ("posereg-predict run=<run dir> input=<image|folder|video|glob> [out=<dir>] [boxes=<json>] "
          "[box=whole|center] [box_score_thr=0] [camera=fx,fy,cx,cy] [device=cpu|cuda] [batch_size=32] "
-         "[ckpt=best|last|<file>] [overlays=true|false] [key=value ...]")
+         "[ckpt=best|last|<file>] [overlays=true|false] [max_pixels=50000000] [key=value ...]")
 OWN = {"run": None, "input": None, "out": None, "boxes": None, "box": "whole", "box_score_thr": "0",
-       "camera": None, "device": None, "batch_size": "32", "ckpt": "best", "overlays": "true"}
+       "camera": None, "device": None, "batch_size": "32", "ckpt": "best", "overlays": "true",
+       "max_pixels": "50000000"}
 
 
 def _flag(value: str, setting: str) -> bool:
@@ -65,6 +67,7 @@ def predict(opts: dict[str, Any], overrides: list[str], progress: bool = True) -
     cfg, checkpoint, run = opened.cfg, opened.checkpoint, opened.run
     files = list_inputs(opts["input"])
     batch_size = require_int(opts["batch_size"], "batch_size", 1)
+    max_pixels = require_int(opts.get("max_pixels", OWN["max_pixels"]), "max_pixels", 1)
     camera = parse_camera(opts["camera"])
     boxes = None
     if opts["boxes"] is not None:
@@ -88,7 +91,7 @@ def predict(opts: dict[str, Any], overrides: list[str], progress: bool = True) -
               "overrides": list(overrides)}
     writer = PredictionWriter(out, header, overlays=_flag(opts["overlays"], "overlays"))
     console.print(f"posereg-predict: {len(files)} input file(s), {header['method']} ({header['cut']}) on {device}")
-    summary = predict_files(predictor, files, boxes_of, writer, progress=progress)
+    summary = predict_files(predictor, files, boxes_of, writer, progress=progress, max_pixels=max_pixels)
     _report(summary)
     return summary
 
@@ -110,7 +113,7 @@ def _report(summary: dict[str, Any]) -> None:
                   f"({summary['frames']} frames), {summary['people']} people in images")
     fails = summary["failures"]
     if fails:
-        console.print(f"[bold yellow]{len(fails)} input(s) could not be read[/bold yellow]:")
+        console.print(f"[bold yellow]{len(fails)} input(s) skipped[/bold yellow] (unreadable, or over max_pixels):")
         for f in fails:
             console.print(f"  {f['file']}: {f['error']}")
     if not summary["images"] and not summary["videos"]:

@@ -33,6 +33,7 @@ from posereg.runs.keys import defines_run, override_key
 from posereg.training.lifecycle import RunSession, run_lifecycle
 from posereg.training.loggers import AppendingCSVLogger
 from posereg.training.plugins import SafeCheckpointIO, cluster_plugins
+from posereg.training.watchdog import cell_watchdog, sweep_child_guard
 
 register_resolvers()
 
@@ -138,9 +139,11 @@ def train_task(
     if multirun and os.environ.get("POSEREG_SWEEP_CELLS") and HydraConfig.initialized():
         console.print(f"[bold]cell {HydraConfig.get().job.num + 1}/{os.environ['POSEREG_SWEEP_CELLS']}[/bold] "
                       f"{Path(run_path).name}")
-    with run_lifecycle(cfg, Path(run_path), list(overrides or []), bool(multirun)) as session:
-        if not session.skipped:
-            session.metrics = train(cfg, session, extra_callbacks)
+    with cell_watchdog() as watchdog:  # under posereg-sweep: the cell ends when the sweep dies
+        callbacks = [*(extra_callbacks or []), *(watchdog.callbacks() if watchdog else [])]
+        with run_lifecycle(cfg, Path(run_path), list(overrides or []), bool(multirun)) as session:
+            if not session.skipped:
+                session.metrics = train(cfg, session, callbacks)
     return session.metrics.to_json() if session.metrics else None
 
 
@@ -155,6 +158,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console entry point (posereg-train)."""
+    sweep_child_guard()  # as posereg-sweep's Hydra child: end with the sweep, leaving no worker behind
     _hydra_main()
 
 

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from posereg.runs.launch import scheduler_job
 from posereg.runs.lock import RunLock
 from posereg.runs.metrics import RunMetrics
 from posereg.runs.migrate import RUN_VERSION, stamped
-from posereg.runs.trust import load_stored_config
+from posereg.runs.trust import load_stored_config, read_yaml
 
 STATUSES = ("done", "running", "interrupted", "failed", "pending")  # in the order reports count them
 CHECKPOINTS = ("best", "last")
@@ -62,6 +62,41 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return (sha + ("+dirty" if dirty else "")) or None
+
+
+def _check_status(status: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`status` when its fields have the types posereg writes; DamagedFileError naming `path` otherwise."""
+    def bad(why: str) -> DamagedFileError:
+        return DamagedFileError(f"{path} is damaged ({why})")
+
+    if status.get("status", "pending") not in STATUSES:
+        raise bad(f"status={str(status.get('status'))[:40]!r} is none of {', '.join(STATUSES)}")
+    attempts = status.get("attempts", 0)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
+        raise bad(f"attempts={str(attempts)[:40]!r} is not a count")
+    for key in ("started_at", "ended_at"):
+        value = status.get(key)
+        try:
+            if value is not None:
+                _dt.datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise bad(f"{key}={str(value)[:40]!r} is not a time") from None
+    overrides = status.get("overrides")
+    if overrides is not None and not (isinstance(overrides, list) and all(isinstance(o, str) for o in overrides)):
+        raise bad("overrides is not a list of strings")
+    for key in ("launch", "resumed_from", "run_key", "experiment", "error", "git_commit", "host"):
+        if not isinstance(status.get(key), str | type(None)):
+            raise bad(f"{key} is not a string")
+    return status
+
+
+def read_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object file (status.json, metrics.json), None when absent; DamagedFileError when it cannot be parsed
+    or holds another type."""
+    data = read_json(path)
+    if data is not None and not isinstance(data, dict):
+        raise DamagedFileError(f"{path} is damaged (a JSON {type(data).__name__} where posereg writes an object)")
+    return data
 
 
 def set_aside(path: Path, why: str) -> Path:
@@ -135,7 +170,9 @@ class RunDir:
         """The status record; 'pending' for a new directory. A damaged file raises, or with `repair` is set
         aside and replaced by what the other files show (see `infer_status`)."""
         try:
-            status = read_json(self.status_file)
+            status = read_object(self.status_file)
+            if status is not None:
+                _check_status(status, self.status_file)
         except DamagedFileError:
             if not repair:
                 raise
@@ -148,7 +185,7 @@ class RunDir:
         """The status the files imply when status.json is lost: done (valid metrics.json), interrupted
         (a checkpoint to resume from) or pending."""
         try:
-            metrics = read_json(self.metrics_file)
+            metrics = read_object(self.metrics_file)
         except DamagedFileError:
             metrics = None
         if metrics and metrics.get("final") is not None:
@@ -196,19 +233,20 @@ class RunDir:
         ended = _dt.datetime.now(_dt.timezone.utc)
         duration = None
         if current.get("started_at"):
-            duration = round((ended - _dt.datetime.fromisoformat(current["started_at"])).total_seconds(), 1)
+            with suppress(TypeError, ValueError):  # a start time without a zone (a hand-edited file): no duration
+                duration = round((ended - _dt.datetime.fromisoformat(current["started_at"])).total_seconds(), 1)
         return self.update_status(status=status, ended_at=ended.isoformat(timespec="seconds"), duration_s=duration,
                                   error=error, failed_step=failed_step, exit_code=exit_code, **extra)
 
     # -------------------------------------------------------------------------------- metrics, overrides
     def read_metrics(self) -> dict:
         """metrics.json as stored, or an empty dict (DamagedFileError when it cannot be parsed)."""
-        return read_json(self.metrics_file) or {}
+        return read_object(self.metrics_file) or {}
 
     def metrics(self) -> RunMetrics | None:
         """metrics.json as a record, None when there is none (DamagedFileError when it cannot be parsed)."""
-        data = read_json(self.metrics_file)
-        return RunMetrics.from_json(data) if data else None
+        data = read_object(self.metrics_file)
+        return RunMetrics.from_json(data, self.metrics_file) if data else None
 
     def write_metrics(self, metrics: RunMetrics) -> None:
         """Write metrics.json atomically (an attempt's `done` does)."""
@@ -217,10 +255,12 @@ class RunDir:
     def overrides(self) -> list[str]:
         """The overrides that define the run: .hydra/overrides.yaml, else those status.json recorded."""
         if self.overrides_file.is_file():
-            with open(self.overrides_file) as f:
-                return [str(x) for x in (yaml.safe_load(f) or [])]
+            try:  # read as safely as the config; a damaged file leaves the copy status.json keeps
+                return [str(x) for x in read_yaml(self.overrides_file, str(self.overrides_file), expect=list)]
+            except ConfigError as err:
+                warnings.warn(str(err), stacklevel=2)
         try:
-            status = read_json(self.status_file) or {}
+            status = read_object(self.status_file) or {}
         except DamagedFileError:
             status = {}
         return [str(x) for x in status.get("overrides") or []]

@@ -4,7 +4,9 @@
     module = opened.load_into(build_module(opened.cfg, info))
 
 posereg-eval, -predict, -export and -hypotheses and DeepSkeleton's stage 2 (reading its stage-1 run) all open
-runs here. Overrides use Hydra's grammar and are checked against the stored config: an unknown key is refused
+runs here. The stored config is untrusted input (`posereg.runs.trust`, through `RunDir.config`): it is checked
+before anything is built, and `trust_checkpoints` comes from the overrides (the command line) only. Overrides
+use Hydra's grammar and are checked against the stored config: an unknown key is refused
 (add a new one with `+key=value`), and `data=<option>` style overrides replace that group with the option.
 """
 
@@ -58,7 +60,8 @@ class OpenedRun:
 def open_run(path: str | Path, which: str = "best", overrides: list[str] | tuple[str, ...] = (),
              trust: bool | None = None, setting: str = "run") -> OpenedRun:
     """Open a run directory: its stored config (brought up to date) with `overrides`, the checkpoint `which`
-    (best | last | a file), and `trust` (None: the config's trust_checkpoints). ConfigError naming `setting`."""
+    (best | last | a file), and `trust` (None: `trust_checkpoints` of the overrides; a stored one is dropped).
+    ConfigError naming `setting`."""
     register_resolvers()
     run = RunDir(Path(path).expanduser())
     cfg = apply_overrides(run.config(setting), list(overrides))

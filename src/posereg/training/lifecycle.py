@@ -121,6 +121,22 @@ def run_lifecycle(cfg: DictConfig, run_path: Path, overrides: list[str], multiru
     finally:
         if session is not None and session.discard:
             shutil.rmtree(run.path, ignore_errors=True)
+            _remove_empty_parents(run.path, Path(str(cfg.paths.runs_dir)))
+
+
+def _remove_empty_parents(path: Path, top: Path) -> None:
+    """Remove the folders above `path` up to `top` (included) that are empty: the experiment folder and runs
+    folder a refused command created."""
+    top = top.resolve()
+    for parent in path.resolve().parents:
+        if parent != top and top not in parent.parents:
+            return
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            return
+        if parent == top:
+            return
 
 
 # ---------------------------------------------------------------------------------------------- enter
