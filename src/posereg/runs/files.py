@@ -185,10 +185,10 @@ class RunDir:
         """The status the files imply when status.json is lost: done (valid metrics.json), interrupted
         (a checkpoint to resume from) or pending."""
         try:
-            metrics = read_object(self.metrics_file)
+            metrics = self.metrics()
         except DamagedFileError:
             metrics = None
-        if metrics and metrics.get("final") is not None:
+        if metrics is not None and metrics.final:
             state = "done"
         elif self.last_ckpt.exists() or self.best_ckpt.exists():
             state = "interrupted"
@@ -241,7 +241,9 @@ class RunDir:
     # -------------------------------------------------------------------------------- metrics, overrides
     def read_metrics(self) -> dict:
         """metrics.json as stored, or an empty dict (DamagedFileError when it cannot be parsed)."""
-        return read_object(self.metrics_file) or {}
+        data = read_object(self.metrics_file) or {}
+        RunMetrics.from_json(data, self.metrics_file)  # DamagedFileError when a field has another type
+        return data
 
     def metrics(self) -> RunMetrics | None:
         """metrics.json as a record, None when there is none (DamagedFileError when it cannot be parsed)."""
