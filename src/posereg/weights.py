@@ -68,7 +68,7 @@ def load_checkpoint(path: str | Path, trust: bool = False, map_location: Any = "
                                            f"posereg does not unpickle arbitrary objects: {TRUST_HINT}") from None
         raise DamagedCheckpointError(f"checkpoint {path} is damaged ({err})") from None
     except OSError as err:
-        if err.errno not in (None, errno.EIO):
+        if err.errno in (errno.EACCES, errno.EPERM, errno.ENOENT, errno.EISDIR):
             raise  # unreadable (permissions, ...): not a damaged file
         raise DamagedCheckpointError(f"checkpoint {path} is damaged ({err})") from None
     except Exception as err:  # noqa: BLE001 - garbage bytes make the unpickler fail in many ways

@@ -24,6 +24,7 @@ from posereg.config import instantiate_group
 from posereg.console import console, network_backbone, print_metrics, print_run_summary
 from posereg.data import build_datamodule
 from posereg.devices import device_model
+from posereg.errors import ConfigError
 from posereg.methods import build_module
 from posereg.methods.initial_weights import fetch_pretrained, without_initial_weights
 from posereg.nets.complexity import Complexity, model_complexity
@@ -34,6 +35,7 @@ from posereg.training.lifecycle import RunSession, run_lifecycle
 from posereg.training.loggers import AppendingCSVLogger
 from posereg.training.plugins import SafeCheckpointIO, cluster_plugins
 from posereg.training.watchdog import cell_watchdog, sweep_child_guard
+from posereg.weights import load_checkpoint
 
 register_resolvers()
 
@@ -64,6 +66,8 @@ def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callbac
     complexity = model_complexity(model.net, datamodule.info.input_size, cut=model.cut.stop)
     if session.owner:
         print_run_summary(cfg, session.run.path, complexity)
+    if session.resume_from is not None:
+        check_resume_fits(model, session.resume_from, session.trust_checkpoints)
     session.training_started = True
     trainer.fit(model, datamodule=datamodule, ckpt_path=session.resume_from)
     if trainer.interrupted:
@@ -78,6 +82,23 @@ def train(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.Callbac
     if session.owner:
         print_metrics(metrics.to_json(), title=f"{cfg.experiment_name} / {session.run.path.name}")
     return metrics
+
+
+def check_resume_fits(model: torch.nn.Module, path: Path, trust: bool) -> None:
+    """ConfigError when the checkpoint to resume from does not hold the weights of `model` (the network of the run's
+    own saved config): it was damaged, or written by another configuration."""
+    state = load_checkpoint(path, trust=trust).get("state_dict")
+    own = model.state_dict()
+    if not isinstance(state, dict):
+        wrong = ["state_dict"]
+    else:
+        wrong = [k for k in own if not isinstance(state.get(k), torch.Tensor) or state[k].shape != own[k].shape]
+        wrong += [k for k in state if k not in own]
+    if wrong:
+        raise ConfigError(f"{path} does not hold this run's network ({len(wrong)} tensors missing, extra or of "
+                          f"another shape, e.g. {str(wrong[0])[:80]}): it is damaged or was written by another "
+                          "configuration; move it aside to resume from the other checkpoint, or re-run with "
+                          "force=true to start again")
 
 
 def run_metrics(cfg: DictConfig, trainer: pl.Trainer, session: RunSession, module: Any, test: dict,
