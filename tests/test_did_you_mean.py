@@ -91,7 +91,7 @@ def test_a_valid_preset_on_a_finished_run_says_why_it_cannot_apply(stored_run):
 def test_help_answers_without_torch():
     result = _command("train", ["--help"])
     assert result.returncode == 0, result.stderr
-    assert "method: deepskeleton_maps, deepskeleton_regress, h1, h2, h3, i1" in result.stdout
+    assert "method: deeppose_cascade, deepskeleton_maps, deepskeleton_regress, h1, h2, h3, i1" in result.stdout
     assert "max_epochs:" in result.stdout and result.stdout.strip().endswith("torch loaded: False")
     for module in ("eval", "predict", "export", "sweep"):
         out = _command(module, ["--help"])

@@ -252,3 +252,26 @@ def test_num_threads_sets_torch_threads_and_not_the_run_key(make_cfg, tmp_path):
     assert probe.threads == 1
     # a device setting: left out of the run directory name
     assert run_key(["num_threads=1", "method=h1"], 0) == "method=h1,seed=0"
+
+
+class Slow(pl.Callback):
+    """Makes every training step take 0.3 s, so that a 1-second time guard ends the run mid-schedule."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+
+        time.sleep(0.3)
+
+
+def test_a_run_the_time_guard_stops_says_so_in_its_status_metrics_and_table(make_cfg, tmp_path, capsys):
+    run = RunDir(tmp_path / "run")
+    cfg = make_cfg("trainer.max_epochs=50", "trainer.max_time=00:00:00:01")
+    metrics = _run(cfg, run.path, extra_callbacks=[Slow()])
+    line = "stopped by the time guard (trainer.max_time=00:00:00:01) after"
+    assert metrics["setup"]["stopped_by"].startswith(line) and metrics["global_step"] < 50 * 3
+    assert metrics["setup"]["stopped_by"].endswith("steps; not the recipe's result")
+    assert run.read_status()["stopped_by"] == metrics["setup"]["stopped_by"]
+    assert line in capsys.readouterr().out.replace("\n", " ")
+    # a run that reaches its schedule carries no such line
+    full = _run(make_cfg("trainer.max_epochs=1", "trainer.max_time=00:01:00:00"), tmp_path / "full")
+    assert full["setup"]["stopped_by"] is None and "stopped_by" not in RunDir(tmp_path / "full").read_status()

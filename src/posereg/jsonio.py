@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+MAX_JSON_BYTES = 64 << 20  # status.json is a few hundred bytes, metrics.json at most a few MB
+
 
 class DamagedFileError(ValueError):
     """A JSON file that exists but cannot be parsed (empty, truncated, garbage)."""
@@ -78,14 +80,19 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(Path(path), text.encode())
 
 
-def read_json(path: Path) -> Any:
-    """Parsed JSON of `path`, None when it does not exist; DamagedFileError naming it when it cannot be parsed."""
+def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Parsed JSON of `path`, None when it does not exist; DamagedFileError naming it when it cannot be parsed
+    (not UTF-8, not JSON, nested too deep) or is larger than `max_bytes`."""
     path = Path(path)
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DamagedFileError(f"{path} is damaged ({size / 2**20:.0f} MB, larger than any JSON posereg writes)")
+        return json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         return None
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DamagedFileError(f"{path} is damaged ({err.__class__.__name__}: {err})") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        if isinstance(err, DamagedFileError):
+            raise
+        detail = str(err).splitlines()[0][:200] if str(err) else ""
+        raise DamagedFileError(f"{path} is damaged ({err.__class__.__name__}: {detail})") from None

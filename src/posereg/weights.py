@@ -16,13 +16,26 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from posereg.errors import ConfigError
 
-# What posereg/Lightning checkpoints contain beyond tensors and plain containers: MultiStepLR's milestones.
-SAFE_GLOBALS: list[Any] = [collections.Counter, collections.defaultdict]
+# numpy arrays and scalars as pickled by numpy 1.x (numpy.core) and 2.x (numpy._core): RNG states and callback
+# states of Lightning checkpoints (posereg's own up to 269186e stored numpy's RNG state as an array). Only
+# numeric dtypes: an object array could carry anything.
+_NUMPY_CORE = np._core.multiarray
+NUMPY_DTYPES = tuple(getattr(np.dtypes, f"{kind}DType") for kind in (
+    "Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float16", "Float32",
+    "Float64", "Complex64", "Complex128"))
+NUMPY_GLOBALS: list[Any] = [
+    np.ndarray, np.dtype, *NUMPY_DTYPES,
+    *((fn, f"{module}.multiarray.{fn.__name__}") for fn in (_NUMPY_CORE._reconstruct, _NUMPY_CORE.scalar)
+      for module in ("numpy.core", "numpy._core")),
+]
+# What posereg/Lightning checkpoints contain beyond tensors and plain containers: MultiStepLR's milestones, numpy.
+SAFE_GLOBALS: list[Any] = [collections.Counter, collections.defaultdict, *NUMPY_GLOBALS]
 TRUST_HINT = "if you trust the file, load it with trust_checkpoints=true"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 
@@ -55,7 +68,7 @@ def load_checkpoint(path: str | Path, trust: bool = False, map_location: Any = "
                                            f"posereg does not unpickle arbitrary objects: {TRUST_HINT}") from None
         raise DamagedCheckpointError(f"checkpoint {path} is damaged ({err})") from None
     except OSError as err:
-        if err.errno not in (None, errno.EIO):
+        if err.errno in (errno.EACCES, errno.EPERM, errno.ENOENT, errno.EISDIR):
             raise  # unreadable (permissions, ...): not a damaged file
         raise DamagedCheckpointError(f"checkpoint {path} is damaged ({err})") from None
     except Exception as err:  # noqa: BLE001 - garbage bytes make the unpickler fail in many ways

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from posereg.errors import ConfigError, DataError
+from posereg.jsonio import DamagedFileError
 from posereg.report.collect import expand
 from posereg.runs import RunDir, find_run_dirs
 from posereg.runs.checkpoints import weights_only_copy
@@ -22,16 +23,22 @@ from posereg.weights import load_checkpoint
 
 
 def _is_weights_only(path: Path) -> bool:
-    return bool(load_checkpoint(path).get("posereg_weights_only"))
+    ckpt = load_checkpoint(path)
+    return isinstance(ckpt, dict) and bool(ckpt.get("posereg_weights_only"))
 
 
 def plan(paths: list[str], drop_last: bool) -> list[tuple[RunDir, Path, str, int]]:
-    """(run, checkpoint, action, its size in bytes) for every checkpoint of a done run that would change."""
+    """(run, checkpoint, action, its size in bytes) for every checkpoint of a done run that would change; a run
+    whose status.json or checkpoint cannot be read is left alone, with a line saying so."""
     rows = []
     for root in expand(paths):
         for d in find_run_dirs(root):
             run = RunDir(d)
-            if run.read_status(repair=False).get("status") != "done":
+            try:
+                if run.read_status(repair=False).get("status") != "done":
+                    continue
+            except DamagedFileError as err:
+                print(f"left alone: {err}")
                 continue
             for ckpt in (run.last_ckpt, run.best_ckpt):
                 if not ckpt.exists():
@@ -39,8 +46,12 @@ def plan(paths: list[str], drop_last: bool) -> list[tuple[RunDir, Path, str, int
                 size = ckpt.stat().st_size
                 if drop_last and ckpt == run.last_ckpt and run.best_ckpt.exists():
                     rows.append((run, ckpt, "remove", size))
-                elif not _is_weights_only(ckpt):
-                    rows.append((run, ckpt, "weights only", size))
+                    continue
+                try:
+                    if not _is_weights_only(ckpt):
+                        rows.append((run, ckpt, "weights only", size))
+                except ConfigError as err:  # damaged, or needs trust: not posereg-clean's to rewrite
+                    print(f"left alone: {err}")
     return rows
 
 

@@ -2,7 +2,7 @@
 
     posereg-predict run=<run dir> input=<image | folder | video | glob> [out=<dir>] [boxes=<detections json>]
         [box=whole|center] [box_score_thr=0] [camera=fx,fy,cx,cy] [device=cpu|cuda] [batch_size=32]
-        [ckpt=best|last|<file>] [overlays=true|false] [key=value overrides of the run's config]
+        [ckpt=best|last|<file>] [overlays=true|false] [max_pixels=50000000] [key=value overrides of the run's config]
 
 Person boxes: the whole image (default), its largest centred square (box=center), or COCO detections
 (boxes=, [{image_id | file_name, bbox: [x,y,w,h], score}], kept at score >= box_score_thr; image_id is
@@ -12,8 +12,9 @@ not padded. device defaults to cuda when there is one; flip_test follows the run
 with flip_test=false). Outputs under out= (default: beside the run, <run dir>/predictions/<input name>):
 overlays/, predictions.json, for a video its overlay mp4 and videos/<stem>.json, and coco_results.json when
 the run's joint set maps into COCO-17 (score = box score x mean joint confidence, 1 without either);
-formats: posereg.inference.writer. Unreadable inputs are listed at the end; the exit code is 0 when at
-least one input was read, 2 when none was (or for a setting error). In Python: `posereg.load(run).predict(...)`.
+formats: posereg.inference.writer. Images and videos whose header claims more than max_pixels pixels are
+skipped before decoding; unreadable and skipped inputs are listed at the end; the exit code is 0 when at least
+one input was read, 2 when none was (or for a setting error). In Python: `posereg.load(run).predict(...)`.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from posereg.runs.open import open_run
 
 USAGE = ("posereg-predict run=<run dir> input=<image|folder|video|glob> [out=<dir>] [boxes=<json>] "
          "[box=whole|center] [box_score_thr=0] [camera=fx,fy,cx,cy] [device=cpu|cuda] [batch_size=32] "
-         "[ckpt=best|last|<file>] [overlays=true|false] [key=value ...]")
+         "[ckpt=best|last|<file>] [overlays=true|false] [max_pixels=50000000] [key=value ...]")
 OWN = {"run": None, "input": None, "out": None, "boxes": None, "box": "whole", "box_score_thr": "0",
-       "camera": None, "device": None, "batch_size": "32", "ckpt": "best", "overlays": "true"}
+       "camera": None, "device": None, "batch_size": "32", "ckpt": "best", "overlays": "true",
+       "max_pixels": "50000000"}
 
 
 def _float(value: str, setting: str) -> float:
@@ -51,6 +53,7 @@ def predict(opts: dict[str, Any], overrides: list[str], progress: bool = True) -
     """Check the settings and the run, load it, predict on the inputs, write the outputs; returns the summary."""
     files = list_inputs(opts["input"])
     batch_size = require_int(opts["batch_size"], "batch_size", 1)
+    max_pixels = require_int(opts.get("max_pixels", OWN["max_pixels"]), "max_pixels", 1)
     camera = parse_camera(opts["camera"])
     overlays = flag(opts["overlays"], "overlays")
     opened = open_run(opts["run"], opts["ckpt"], overrides)
@@ -62,7 +65,8 @@ def predict(opts: dict[str, Any], overrides: list[str], progress: bool = True) -
     model = load_opened(opened, opts["device"], batch_size, camera)
     described = {"boxes": opts["boxes"] or opts["box"], "box_padding": model.box_padding if boxes else 1.0,
                  "overrides": list(overrides)}
-    summary = model.predict_files(files, out, boxes_of, described, overlays=overlays, progress=progress)
+    summary = model.predict_files(files, out, boxes_of, described, overlays=overlays, progress=progress,
+                                max_pixels=max_pixels)
     _report(summary)
     return summary
 
@@ -86,7 +90,7 @@ def _report(summary: dict[str, Any]) -> None:
         console.print(summary["coco_skipped"])
     fails = summary["failures"]
     if fails:
-        console.print(f"[bold yellow]{len(fails)} input(s) could not be read[/bold yellow]:")
+        console.print(f"[bold yellow]{len(fails)} input(s) skipped[/bold yellow] (unreadable, or over max_pixels):")
         for f in fails:
             console.print(f"  {f['file']}: {f['error']}")
     if not summary["images"] and not summary["videos"]:

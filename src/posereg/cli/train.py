@@ -23,6 +23,7 @@ from posereg.cli.common import exit_2_on_bad_input
 from posereg.overrides import ConfigTree, check_overrides
 from posereg.paths import CONF_DIR
 from posereg.runs.keys import register_resolvers
+from posereg.training.sweep_guard import sweep_child_guard
 
 register_resolvers()
 
@@ -86,6 +87,7 @@ def _argv(argv: list[str] | None) -> Iterator[list[str]]:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (posereg-train)."""
+    sweep_child_guard()  # as posereg-sweep's Hydra child: end with the sweep, leaving no worker behind
     with _argv(argv) as args:
         if not exit_2_on_bad_input(check_command_line, args):
             _hydra_main()

@@ -267,7 +267,7 @@ def read_image(path: Path | str, where: str) -> np.ndarray:
         with Image.open(path) as im:
             im.load()  # decodes everything: a truncated file raises here, not later
             rgb = im.convert("RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{where}: image {path} cannot be decoded ({e}); re-extract or replace the file") from None
     return np.asarray(rgb, dtype=np.uint8)
 

@@ -24,7 +24,7 @@ from posereg.paths import CONF_DIR
 from posereg.report.manifest import write_manifest
 from posereg.report.template import Template, split_values
 from posereg.runs import RunDir, defines_run, register_resolvers, run_key
-from posereg.runs.launch import launch_token
+from posereg.runs.launch import SWEEP_GRID_ENV, SWEEP_PID_ENV, launch_token
 from posereg.runs.lock import is_held
 
 # Passed to every cell unless the user overrides them (they are not part of the run key).
@@ -260,7 +260,9 @@ def launch(plan: SweepPlan, cwd: Path | None = None) -> int:
     write_manifest(plan.grid_dir, plan.template, plan.grid, plan.bare_fixed(), plan.command())
     if not all(len(v) > len(plan.dropped.get(k, [])) for k, v in plan.grid.items()):
         return 1
-    env = {**os.environ, "POSEREG_SWEEP_CELLS": str(plan.num_cells)}
+    # the cells and the Hydra child watch this process and end with it (posereg.training.watchdog)
+    env = {**os.environ, "POSEREG_SWEEP_CELLS": str(plan.num_cells), SWEEP_PID_ENV: str(os.getpid()),
+           SWEEP_GRID_ENV: str(plan.grid_dir)}
     proc = subprocess.Popen(plan.command(), cwd=cwd, env=env, preexec_fn=_start_child)
     signalled: list[int] = []
 

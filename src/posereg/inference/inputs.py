@@ -1,7 +1,9 @@
 """What posereg-predict reads: the files of `input=` (images, folders, globs, videos), their frames, and a camera.
 
 A still image's ``image_id`` is its file stem as an int when it is all digits (COCO's names), else the stem;
-a video's frames are numbered from 0. An unreadable file becomes one `Failure` and the other inputs go on.
+a video's frames are numbered from 0. An unreadable file becomes one `Failure` and the other inputs go on; so
+does an image or video whose header claims more than `max_pixels` pixels (checked before anything is decoded,
+so memory stays bounded: a 164 KB PNG can hold 13000x13000 pixels).
 """
 
 from __future__ import annotations
@@ -96,13 +98,35 @@ def video_info(path: Path) -> tuple[float, int]:
         cap.release()
 
 
-def read_frames(files: Sequence[Path]) -> Iterator[Frame | Failure]:
-    """Frames of the inputs in order; an unreadable file gives one Failure and the rest go on."""
+def check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    """DataError naming the file when width x height exceeds `max_pixels` (None: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise DataError(f"input: {path} is {width}x{height} = {width * height / 1e6:.1f} M pixels, more than "
+                        f"max_pixels={max_pixels}: skipped (raise max_pixels= to read it)")
+
+
+def image_header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image's header, without decoding its pixels; DataError when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:  # lazy: reads the header only
+            return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError as err:  # PIL's own limit (twice its MAX_IMAGE_PIXELS), hit while opening
+        raise DataError(f"input: {path} claims too many pixels to read ({err})") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise DataError(f"input: image {path} cannot be decoded ({err})") from None
+
+
+def read_frames(files: Sequence[Path], max_pixels: int | None = None) -> Iterator[Frame | Failure]:
+    """Frames of the inputs in order; an unreadable file, or one whose header claims more than `max_pixels`, gives
+    one Failure and the rest go on."""
     import cv2
 
     for f in files:
         if not is_video(f):
             try:
+                check_pixels(f, *image_header_size(f), max_pixels)
                 yield Frame(f, read_image(f, "input"), image_key(f.name))
             except DataError as err:
                 yield Failure(f, str(err))
@@ -110,6 +134,12 @@ def read_frames(files: Sequence[Path]) -> Iterator[Frame | Failure]:
         cap = cv2.VideoCapture(str(f))
         if not cap.isOpened():
             yield Failure(f, f"input: video {f} cannot be opened by OpenCV")
+            continue
+        try:
+            check_pixels(f, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), max_pixels)
+        except DataError as err:
+            cap.release()
+            yield Failure(f, str(err))
             continue
         count = 0
         try:

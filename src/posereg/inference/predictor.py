@@ -177,12 +177,13 @@ def predict_stream(predictor: Predictor, items: Iterable[Frame | Failure], boxes
 
 
 def predict_files(predictor: Predictor, files: Sequence[Path], boxes: BoxSource, writer: PredictionWriter,
-                  progress: bool = True) -> dict[str, Any]:
-    """Predict on every input file with a progress bar; unreadable files are recorded and skipped."""
+                  progress: bool = True, max_pixels: int | None = None) -> dict[str, Any]:
+    """Predict on every input file with a progress bar; unreadable files, and files whose header claims more than
+    `max_pixels` pixels, are recorded and skipped."""
     total = sum(max(video_info(f)[1], 1) if is_video(f) else 1 for f in files)
     with tqdm(total=total, unit="img", desc="predict", disable=not progress) as bar:
         try:
-            for item in predict_stream(predictor, read_frames(files), boxes):
+            for item in predict_stream(predictor, read_frames(files, max_pixels), boxes):
                 if isinstance(item, Failure):
                     writer.fail(item)
                 else:

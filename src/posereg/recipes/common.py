@@ -67,3 +67,20 @@ def load_init_weights(model: torch.nn.Module, path: str, min_fraction: float, tr
     console.print(f"init_from: loaded {loaded} of {total} tensors from {file} ({skipped} of its tensors skipped: "
                   "name or shape)")
     return loaded
+
+
+def check_checkpoint_fits(model: torch.nn.Module, path: Path, trust: bool, fix: str) -> None:
+    """ConfigError when the checkpoint at `path` does not hold the weights of `model` (the network of the run's own
+    saved config): it was damaged, or written by another configuration; `fix` says what to do."""
+    state = load_checkpoint(path, trust=trust)
+    state = state.get("state_dict") if isinstance(state, dict) else None
+    own = model.state_dict()
+    if not isinstance(state, dict):
+        wrong = ["state_dict"]
+    else:
+        wrong = [k for k in own if not isinstance(state.get(k), torch.Tensor) or state[k].shape != own[k].shape]
+        wrong += [k for k in state if k not in own]
+    if wrong:
+        raise ConfigError(f"{path} does not hold this run's network ({len(wrong)} tensors missing, extra or of "
+                          f"another shape, e.g. {str(wrong[0])[:80]}): it is damaged or was written by another "
+                          f"configuration; {fix}")

@@ -12,7 +12,7 @@ from posereg.data import build_datamodule
 from posereg.jsonio import to_jsonable, write_json
 from posereg.methods import build_module
 from posereg.methods.initial_weights import without_initial_weights
-from posereg.recipes.common import build_trainer, resolve_auto_cut
+from posereg.recipes.common import build_trainer, check_checkpoint_fits, resolve_auto_cut
 from posereg.runs.open import OpenedRun
 from posereg.training.plugins import SafeCheckpointIO
 
@@ -27,6 +27,7 @@ def evaluate_opened(opened: OpenedRun, split: str, overrides: list[str]) -> dict
     trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
                                         enable_progress_bar=True, enable_model_summary=False,
                                         plugins=[SafeCheckpointIO(opened.trust)])
+    check_checkpoint_fits(model, checkpoint, opened.trust, fix="evaluate another checkpoint with ckpt=best|last|<file>")
     runner = trainer.validate if split == "val" else trainer.test
     results = runner(model, datamodule=datamodule, ckpt_path=str(checkpoint), verbose=False)
     scalars = {k: float(v) for part in results for k, v in part.items()}

@@ -3,17 +3,28 @@ TorchScript), its JSON description, a check against PyTorch, and a model card (M
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from posereg.console import console
 from posereg.data.datamodule import data_info
 from posereg.inference import export as E
 from posereg.inference.boxes import box_padding
 from posereg.inference.predictor import load_module
-from posereg.jsonio import atomic_write_bytes, write_json
+from posereg.jsonio import DamagedFileError, atomic_write_bytes, write_json
 from posereg.recipes.common import resolve_auto_cut
 from posereg.runs.card import model_card
 from posereg.runs.open import OpenedRun
+
+
+def _or_none(read: Callable[[], Any], what: str) -> Any:
+    """What `read` returns, or None with a line when the file is damaged: the exported network does not need it."""
+    try:
+        return read()
+    except DamagedFileError as err:
+        console.print(f"[yellow]{err}[/yellow]: MODEL.md leaves out the run's {what}")
+        return None
 
 
 def export_opened(opened: OpenedRun, fmt: str, out: Path | None, suffix: str, opset: int, flip_test: bool) -> Path:
@@ -34,8 +45,8 @@ def export_opened(opened: OpenedRun, fmt: str, out: Path | None, suffix: str, op
     described = E.description(wrapper, info.joint_set, fmt)
     write_json(out.with_name(out.name + ".json"), {**described, "run": str(run.path), "checkpoint": str(checkpoint),
                                                    "cut": cut, "max_abs_diff": diff})
-    card = model_card(run.path, cfg, run.metrics(), run.read_status(), {**described, "box_padding": box_padding(cfg)},
-                      exported=out.resolve())
+    card = model_card(run.path, cfg, _or_none(run.metrics, "metrics"), _or_none(run.read_status, "commit") or {},
+                      {**described, "box_padding": box_padding(cfg)}, exported=out.resolve())
     atomic_write_bytes(out.parent / "MODEL.md", card.encode())
     console.print(f"wrote {out} ({fmt}, cut {cut}, outputs {', '.join(wrapper.output_names)}) and its MODEL.md; "
                   "max |exported - PyTorch| on a random batch: " + ", ".join(f"{k} {v:.2g}" for k, v in diff.items()))

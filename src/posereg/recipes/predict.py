@@ -159,9 +159,10 @@ class PoseModel:
                                  lambda frame: given[frame.index] if frame.index in given else whole(frame))
 
     def predict_files(self, files: Sequence[Path], out: Path, boxes: BoxSource, described: dict[str, Any],
-                      overlays: bool = True, progress: bool = True) -> dict[str, Any]:
+                      overlays: bool = True, progress: bool = True, max_pixels: int | None = None) -> dict[str, Any]:
         """posereg-predict's outputs for image and video files under `out` (`posereg.inference.writer`):
         overlays, predictions.json, COCO results where the joint set maps into COCO-17; returns the summary.
+        Files whose header claims more than `max_pixels` pixels (None: no limit) are skipped before decoding.
         `described` adds to the header what the command line chose (boxes, camera, overrides)."""
         js, module = self.joint_set, self.module
         header = {"run": str(self.run), "checkpoint": str(self.checkpoint), "method": str(self.cfg.method.name),
@@ -175,4 +176,4 @@ class PoseModel:
         writer = PredictionWriter(out, header, overlays=overlays)
         console.print(f"posereg-predict: {len(files)} input file(s), {header['method']} ({self.output}) on "
                       f"{self.device}")
-        return predict_files(self.predictor, files, boxes, writer, progress=progress)
+        return predict_files(self.predictor, files, boxes, writer, progress=progress, max_pixels=max_pixels)

@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
@@ -27,12 +28,19 @@ from posereg.inference.export import ExportedPose, description
 from posereg.methods import build_module
 from posereg.methods.initial_weights import fetch_pretrained, without_initial_weights
 from posereg.nets.complexity import Complexity, model_complexity
-from posereg.recipes.common import build_trainer, check_run_settings, load_init_weights, resolve_auto_cut
+from posereg.recipes.common import (
+    build_trainer,
+    check_checkpoint_fits,
+    check_run_settings,
+    load_init_weights,
+    resolve_auto_cut,
+)
 from posereg.runs import RunMetrics, register_resolvers
 from posereg.runs.keys import defines_run, override_key
 from posereg.training.lifecycle import RunSession, run_lifecycle
 from posereg.training.loggers import AppendingCSVLogger
 from posereg.training.plugins import SafeCheckpointIO, cluster_plugins
+from posereg.training.watchdog import cell_watchdog
 
 register_resolvers()
 
@@ -63,6 +71,10 @@ def fit_and_test(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.
     complexity = model_complexity(model.net, datamodule.info.input_size, cut=model.cut.stop)
     if session.owner:
         print_run_summary(cfg, session.run.path, complexity)
+    if session.resume_from is not None:
+        check_checkpoint_fits(model, session.resume_from, session.trust_checkpoints,
+                              fix="move it aside to resume from the other checkpoint, or re-run with force=true "
+                                  "to start again")
     session.training_started = True
     trainer.fit(model, datamodule=datamodule, ckpt_path=session.resume_from)
     if trainer.interrupted:
@@ -77,8 +89,23 @@ def fit_and_test(cfg: DictConfig, session: RunSession, extra_callbacks: list[pl.
     metrics = run_metrics(cfg, trainer, session, model, test, complexity)
     log_hparams(loggers, session.overrides, metrics)
     if session.owner:
-        print_metrics(metrics.to_json(), title=f"{cfg.experiment_name} / {session.run.path.name}")
+        title = f"{cfg.experiment_name} / {session.run.path.name}"
+        if metrics.setup.get("stopped_by"):
+            title += f" — {metrics.setup['stopped_by']}"
+        print_metrics(metrics.to_json(), title=title)
     return metrics
+
+
+def time_guard_stop(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
+    """The line a run carries when `trainer.max_time` ended its training before the recipe's epochs and steps,
+    else None: its numbers are then the machine's speed as much as the recipe's."""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    max_steps = int(cfg.trainer.get("max_steps") or -1)
+    finished = trainer.current_epoch >= int(cfg.trainer.max_epochs) or 0 < max_steps <= trainer.global_step
+    if timer is None or finished or (timer.time_remaining("train") or 0.0) > 0:
+        return None
+    return (f"stopped by the time guard (trainer.max_time={cfg.trainer.max_time}) after {trainer.global_step} "
+            "steps; not the recipe's result")
 
 
 def run_metrics(cfg: DictConfig, trainer: pl.Trainer, session: RunSession, module: Any, test: dict,
@@ -104,7 +131,7 @@ def run_metrics(cfg: DictConfig, trainer: pl.Trainer, session: RunSession, modul
             "batch_size": data.batch_size, "epochs": trainer.current_epoch, "steps": trainer.global_step,
             "seed": int(cfg.seed), "device": device, "device_model": device_model(trainer.strategy.root_device),
             "precision": str(trainer.precision), "torch_threads": torch.get_num_threads(),
-            "budget_scale": int(cfg.get("budget_scale", 1)),
+            "budget_scale": int(cfg.get("budget_scale", 1)), "stopped_by": time_guard_stop(cfg, trainer),
         },
         complexity={"params": complexity.params, "params_m": complexity.params / 1e6, "macs": complexity.macs,
                     "gmacs": complexity.gmacs, "input_size": list(complexity.input_hw)},
@@ -140,7 +167,9 @@ def train_task(
     if multirun and os.environ.get("POSEREG_SWEEP_CELLS") and HydraConfig.initialized():
         console.print(f"[bold]cell {HydraConfig.get().job.num + 1}/{os.environ['POSEREG_SWEEP_CELLS']}[/bold] "
                       f"{Path(run_path).name}")
-    with run_lifecycle(cfg, Path(run_path), list(overrides or []), bool(multirun)) as session:
-        if not session.skipped:
-            session.metrics = fit_and_test(cfg, session, extra_callbacks)
+    with cell_watchdog() as watchdog:  # under posereg-sweep: the cell ends when the sweep dies
+        callbacks = [*(extra_callbacks or []), *(watchdog.callbacks() if watchdog else [])]
+        with run_lifecycle(cfg, Path(run_path), list(overrides or []), bool(multirun)) as session:
+            if not session.skipped:
+                session.metrics = fit_and_test(cfg, session, callbacks)
     return session.metrics.to_json() if session.metrics else None

@@ -3,6 +3,7 @@ runs.csv beside each committed report (docs/results/<template>/runs.csv), betwee
 
     <!-- generated: claims-summary -->   ... <!-- end: claims-summary -->       README.md
     <!-- generated: results <name> -->  ... <!-- end: results <name> -->      docs/results.md, one per report
+    <!-- generated: status -->           ... <!-- end: status -->              docs/results.md: every paper table
 
 `posereg-report --update-docs` rewrites the blocks; `--check-docs` exits non-zero when a block would change (the
 tests call it, so the docs cannot drift from the committed data).
@@ -34,6 +35,7 @@ RESULTS_DIR = REPO_ROOT / "docs" / "results"
 README = REPO_ROOT / "README.md"
 RESULTS_MD = REPO_ROOT / "docs" / "results.md"
 SUMMARY = "claims-summary"
+STATUS = "status"
 
 
 @dataclass
@@ -108,6 +110,41 @@ def results_block(report: Committed) -> list[str]:
     return lines
 
 
+STATUS_HEADER = ["template", "paper table", "runs done / planned", "budgets (steps)", "seeds", "commit(s)",
+                 "device(s)", "hours of run time", "report"]
+
+
+def status_row(name: str, report: Committed | None) -> list[str]:
+    """One row of the status table: what the committed runs.csv holds of the template's planned cells."""
+    from posereg.grid.plan import plan_sweep  # the planner (Hydra's parser): only when the status is rebuilt
+    from posereg.report.template import load_template
+
+    template = load_template(name)
+    planned = plan_sweep(template, [], runs_dir="runs").num_cells
+    if report is None:
+        return [f"`{name}`", template.title, f"0 / {planned}", "–", "–", "–", "–", "–", "none at this release"]
+    members = [r for t in (report.table, *report.table.others) for r in t.members]
+    done = [r for r in members if r.status == "done"]
+    steps = sorted({int(r.setup["steps"]) for r in done if r.setup.get("steps")})
+    seeds = sorted({str(r.seed) for r in members if getattr(r, "seed", None) is not None}, key=str)
+    commits = sorted({(r.git_commit or "?")[:7] + ("+dirty" if (r.git_commit or "").endswith("dirty") else "")
+                      for r in done})
+    devices = sorted({str(r.setup.get("device_model") or "?") for r in done})
+    hours = sum(float(r.duration_s or 0.0) for r in done) / 3600
+    return [f"`{name}`", template.title, f"{len(done)} / {planned}", ", ".join(f"{s:,}" for s in steps) or "–",
+            ", ".join(seeds) or "–", ", ".join(commits) or "–", "; ".join(devices) or "–", f"{hours:.1f}",
+            f"[report](results/{name}/report.md)"]
+
+
+def status_block(reports: list[Committed]) -> list[str]:
+    """docs/results.md's status table: every shipped template that states paper claims, run or not."""
+    from posereg.report.template import list_templates, load_template
+
+    by_name = {r.name: r for r in reports}
+    names = [n for n in list_templates() if load_template(n).claims]
+    return md_table(STATUS_HEADER, [status_row(n, by_name.get(n)) for n in names])
+
+
 def _replace(text: str, key: str, block: list[str], path: Path) -> str:
     begin, end = f"<!-- generated: {key} -->", f"<!-- end: {key} -->"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
@@ -119,6 +156,7 @@ def _replace(text: str, key: str, block: list[str], path: Path) -> str:
 def render_docs(reports: list[Committed], readme: str, results: str) -> tuple[str, str]:
     """README and docs/results.md with every generated block replaced."""
     readme = _replace(readme, SUMMARY, summary_block(reports), README)
+    results = _replace(results, STATUS, status_block(reports), RESULTS_MD)
     for r in reports:
         results = _replace(results, f"results {r.name}", results_block(r), RESULTS_MD)
     return readme, results

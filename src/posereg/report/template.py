@@ -44,8 +44,9 @@ per-seed values (posereg.report.claims). One claim::
                                  # else protocol: the paper's value is compared only on the paper's protocol)
 
 A claim with several pairs (`pairs`, `each`, or `metrics` with more than one metric) is reproduced only if
-every pair is, and contradicted if a pair is after Holm's correction over its pairs (posereg.report.claims). A pair without a stated `paper` difference takes it from the table's `paper:` cells when all
-its cells have one. A claim naming a row, column or metric the template does not produce is a ConfigError.
+every pair is, and contradicted if a pair is after Holm's correction over its pairs (posereg.report.claims).
+A pair without a stated `paper` difference takes it from the table's `paper:` cells when all its cells have one.
+A claim naming a row, column or metric the template does not produce is a ConfigError.
 """
 
 from __future__ import annotations

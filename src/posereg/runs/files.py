@@ -16,7 +16,7 @@ import socket
 import subprocess
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ from posereg.runs.card import model_card
 from posereg.runs.launch import scheduler_job
 from posereg.runs.lock import RunLock
 from posereg.runs.metrics import RunMetrics
-from posereg.runs.migrate import migrate_config
+from posereg.runs.migrate import RUN_VERSION, stamped
+from posereg.runs.trust import load_stored_config, read_yaml
 
 STATUSES = ("done", "running", "interrupted", "failed", "pending")  # in the order reports count them
 CHECKPOINTS = ("best", "last")
@@ -63,6 +64,41 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return (sha + ("+dirty" if dirty else "")) or None
+
+
+def _check_status(status: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`status` when its fields have the types posereg writes; DamagedFileError naming `path` otherwise."""
+    def bad(why: str) -> DamagedFileError:
+        return DamagedFileError(f"{path} is damaged ({why})")
+
+    if status.get("status", "pending") not in STATUSES:
+        raise bad(f"status={str(status.get('status'))[:40]!r} is none of {', '.join(STATUSES)}")
+    attempts = status.get("attempts", 0)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
+        raise bad(f"attempts={str(attempts)[:40]!r} is not a count")
+    for key in ("started_at", "ended_at"):
+        value = status.get(key)
+        try:
+            if value is not None:
+                _dt.datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise bad(f"{key}={str(value)[:40]!r} is not a time") from None
+    overrides = status.get("overrides")
+    if overrides is not None and not (isinstance(overrides, list) and all(isinstance(o, str) for o in overrides)):
+        raise bad("overrides is not a list of strings")
+    for key in ("launch", "resumed_from", "run_key", "experiment", "error", "git_commit", "host"):
+        if not isinstance(status.get(key), str | type(None)):
+            raise bad(f"{key} is not a string")
+    return status
+
+
+def read_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object file (status.json, metrics.json), None when absent; DamagedFileError when it cannot be parsed
+    or holds another type."""
+    data = read_json(path)
+    if data is not None and not isinstance(data, dict):
+        raise DamagedFileError(f"{path} is damaged (a JSON {type(data).__name__} where posereg writes an object)")
+    return data
 
 
 def set_aside(path: Path, why: str) -> Path:
@@ -140,7 +176,9 @@ class RunDir:
         """The status record; 'pending' for a new directory. A damaged file raises, or with `repair` is set
         aside and replaced by what the other files show (see `infer_status`)."""
         try:
-            status = read_json(self.status_file)
+            status = read_object(self.status_file)
+            if status is not None:
+                _check_status(status, self.status_file)
         except DamagedFileError:
             if not repair:
                 raise
@@ -153,10 +191,10 @@ class RunDir:
         """The status the files imply when status.json is lost: done (valid metrics.json), interrupted
         (a checkpoint to resume from) or pending."""
         try:
-            metrics = read_json(self.metrics_file)
+            metrics = self.metrics()
         except DamagedFileError:
             metrics = None
-        if metrics and metrics.get("final") is not None:
+        if metrics is not None and metrics.final:
             state = "done"
         elif self.last_ckpt.exists() or self.best_ckpt.exists():
             state = "interrupted"
@@ -190,6 +228,7 @@ class RunDir:
             overrides=list(overrides),
             attempts=int(previous.get("attempts", 0)) + 1,
             resumed_from=resumed_from,
+            run_version=RUN_VERSION,
         )
 
     def mark_finished(self, status: str, error: str | None = None, failed_step: int | None = None,
@@ -200,19 +239,22 @@ class RunDir:
         ended = _dt.datetime.now(_dt.timezone.utc)
         duration = None
         if current.get("started_at"):
-            duration = round((ended - _dt.datetime.fromisoformat(current["started_at"])).total_seconds(), 1)
+            with suppress(TypeError, ValueError):  # a start time without a zone (a hand-edited file): no duration
+                duration = round((ended - _dt.datetime.fromisoformat(current["started_at"])).total_seconds(), 1)
         return self.update_status(status=status, ended_at=ended.isoformat(timespec="seconds"), duration_s=duration,
                                   error=error, failed_step=failed_step, exit_code=exit_code, **extra)
 
     # -------------------------------------------------------------------------------- metrics, overrides
     def read_metrics(self) -> dict:
         """metrics.json as stored, or an empty dict (DamagedFileError when it cannot be parsed)."""
-        return read_json(self.metrics_file) or {}
+        data = read_object(self.metrics_file) or {}
+        RunMetrics.from_json(data, self.metrics_file)  # DamagedFileError when a field has another type
+        return data
 
     def metrics(self) -> RunMetrics | None:
         """metrics.json as a record, None when there is none (DamagedFileError when it cannot be parsed)."""
-        data = read_json(self.metrics_file)
-        return RunMetrics.from_json(data) if data else None
+        data = read_object(self.metrics_file)
+        return RunMetrics.from_json(data, self.metrics_file) if data else None
 
     def write_metrics(self, metrics: RunMetrics) -> None:
         """Write metrics.json atomically (an attempt's `done` does)."""
@@ -221,18 +263,22 @@ class RunDir:
     def overrides(self) -> list[str]:
         """The overrides that define the run: .hydra/overrides.yaml, else those status.json recorded."""
         if self.overrides_file.is_file():
-            with open(self.overrides_file) as f:
-                return [str(x) for x in (yaml.safe_load(f) or [])]
+            try:  # read as safely as the config; a damaged file leaves the copy status.json keeps
+                return [str(x) for x in read_yaml(self.overrides_file, str(self.overrides_file), expect=list)]
+            except ConfigError as err:
+                warnings.warn(str(err), stacklevel=2)
         try:
-            status = read_json(self.status_file) or {}
+            status = read_object(self.status_file) or {}
         except DamagedFileError:
             status = {}
         return [str(x) for x in status.get("overrides") or []]
 
     def save_config(self, overrides: list[str], cfg: DictConfig | None = None) -> None:
-        """`.hydra/overrides.yaml` and, when given, the composed config `.hydra/config.yaml` (atomically)."""
+        """`.hydra/overrides.yaml` and, when given, the composed config `.hydra/config.yaml` with this posereg's
+        layout version (atomically)."""
         if cfg is not None:
-            atomic_write_bytes(self.config_file, OmegaConf.to_yaml(cfg).encode())
+            raw = stamped(OmegaConf.to_container(cfg, resolve=False))
+            atomic_write_bytes(self.config_file, OmegaConf.to_yaml(OmegaConf.create(raw)).encode())
         atomic_write_bytes(self.overrides_file, yaml.safe_dump(list(overrides)).encode())
 
     def clear_outputs(self) -> None:
@@ -251,11 +297,12 @@ class RunDir:
 
     # ------------------------------------------------------------------------- opening a finished run
     def config(self, setting: str = "run") -> DictConfig:
-        """The stored config, brought up to date (`posereg.runs.migrate`); ConfigError naming `setting` when
-        the directory has none."""
+        """The stored config: read safely, brought up to date, without security settings and allowed to build
+        only what posereg builds (`posereg.runs.trust`); ConfigError naming `setting` when the directory has
+        none, or the file and key that is refused."""
         if not self.config_file.is_file():
             raise ConfigError(f"{setting}={self.path}: not a posereg run directory (no .hydra/config.yaml)")
-        return migrate_config(OmegaConf.load(self.config_file))
+        return load_stored_config(self.config_file)
 
     def checkpoint(self, which: str = "best", setting: str = "run") -> Path:
         """`best` (best.ckpt, else last.ckpt), `last`, or a checkpoint file; ConfigError naming `setting` when
@@ -310,9 +357,10 @@ class Attempt:
         self.started = True
 
     def done(self, metrics: RunMetrics) -> None:
-        """Write metrics.json, then record `done`."""
+        """Write metrics.json, then record `done` (with what stopped training early, when something did)."""
         self.run.write_metrics(metrics)
-        self.run.mark_finished("done", exit_code=0)
+        stopped_by = metrics.setup.get("stopped_by")
+        self.run.mark_finished("done", exit_code=0, **({"stopped_by": stopped_by} if stopped_by else {}))
         self.ended = True
 
     def end(self, status: str, **fields: Any) -> None:

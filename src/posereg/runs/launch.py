@@ -4,12 +4,16 @@ Launchers: a plain process; Lightning's own DDP launcher (rank 0 starts the othe
 processes with LOCAL_RANK set); torchrun (every rank starts at once with RANK, TORCHELASTIC_RUN_ID,
 MASTER_PORT); SLURM (every task starts at once with SLURM_PROCID, SLURM_JOB_ID). Only global rank 0 runs
 the run lifecycle; the other ranks wait until status.json carries rank 0's launch token and follow its
-decision (resume from the same checkpoint).
+decision (resume from the same checkpoint). The processes a posereg-sweep starts know its pid (SWEEP_PID_ENV).
 """
 
 from __future__ import annotations
 
 import os
+
+# posereg-sweep tells the processes it starts who it is: its pid and grid folder (posereg.training.watchdog)
+SWEEP_PID_ENV = "POSEREG_SWEEP_PID"
+SWEEP_GRID_ENV = "POSEREG_SWEEP_GRID"
 
 
 def _slurm_tasks() -> bool:

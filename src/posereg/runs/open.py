@@ -3,8 +3,10 @@
     opened = open_run("runs/default/seed=0", which="best", overrides=["flip_test=false"])
     module = opened.load_into(build_module(opened.cfg, info))
 
-posereg-eval, -predict, -export and -hypotheses, the Python API (`posereg.load`, `posereg.evaluate`) and
-DeepSkeleton's stage 2 (reading its stage-1 run) all open runs here. Overrides use Hydra's grammar and are checked
+posereg-eval, -predict, -export and -hypotheses, the Python API (`posereg.load`, `posereg.evaluate`), DeepSkeleton's
+stage 2 (reading its stage-1 run) and the DeepPose cascade (its previous stage's run) all open runs here. The stored
+config is untrusted input (`posereg.runs.trust`, through `RunDir.config`): it is checked before anything is built, and
+`trust_checkpoints` comes from the overrides (the command line) only. Overrides use Hydra's grammar and are checked
 against the stored config: an unknown key is refused with the closest names (add a new one with `+key=value`), and
 `data=<option>` style overrides replace that group with the option. Opening reads no weights (and imports no
 torch), so the entry points check a run and its overrides before they load their recipe.
@@ -62,7 +64,8 @@ class OpenedRun:
 def open_run(path: str | Path, which: str = "best", overrides: list[str] | tuple[str, ...] = (),
              trust: bool | None = None, setting: str = "run") -> OpenedRun:
     """Open a run directory: its stored config (brought up to date) with `overrides`, the checkpoint `which`
-    (best | last | a file), and `trust` (None: the config's trust_checkpoints). ConfigError naming `setting`."""
+    (best | last | a file), and `trust` (None: `trust_checkpoints` of the overrides; a stored one is dropped).
+    ConfigError naming `setting`."""
     register_resolvers()
     run = RunDir(Path(path).expanduser())
     cfg = apply_overrides(run.config(setting), list(overrides))

@@ -33,9 +33,10 @@ from posereg.console import console
 from posereg.data.resumable import BatchPositionTracker
 from posereg.errors import ConfigError, DataError
 from posereg.jsonio import DamagedFileError, read_json
+from posereg.paths import CONF_DIR
 from posereg.runs.checkpoints import weights_only_copy
 from posereg.runs.files import Attempt, RunDir, now, set_aside
-from posereg.runs.keys import defines_run
+from posereg.runs.keys import defines_run, override_key
 from posereg.runs.launch import is_rank_zero, launch_token, requeue_slurm_job, slurm_job_id
 from posereg.runs.lock import EXIT_IN_USE, RunInUseError
 from posereg.runs.metrics import RunMetrics
@@ -121,6 +122,22 @@ def run_lifecycle(cfg: DictConfig, run_path: Path, overrides: list[str], multiru
     finally:
         if session is not None and session.discard:
             shutil.rmtree(run.path, ignore_errors=True)
+            _remove_empty_parents(run.path, Path(str(cfg.paths.runs_dir)))
+
+
+def _remove_empty_parents(path: Path, top: Path) -> None:
+    """Remove the folders above `path` up to `top` (included) that are empty: the experiment folder and runs
+    folder a refused command created."""
+    top = top.resolve()
+    for parent in path.resolve().parents:
+        if parent != top and top not in parent.parents:
+            return
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            return
+        if parent == top:
+            return
 
 
 # ---------------------------------------------------------------------------------------------- enter
@@ -141,7 +158,7 @@ def _enter(cfg: DictConfig, run: RunDir, overrides: list[str], multirun: bool, h
         session.overrides = overrides
         session.requeue_signal = str(cfg.requeue_signal) if slurm_job_id() and cfg.requeue_signal else None
         if not session.skipped:
-            noted = _check_saved_config(cfg, run) if session.action == "resume" else []
+            noted = _resume_config(cfg, run, overrides) if session.action == "resume" else []
             if session.action == "fresh":
                 if run.read_status().get("status") != "pending":
                     run.clear_outputs()
@@ -230,21 +247,67 @@ def _flat(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
-def _check_saved_config(cfg: DictConfig, run: RunDir) -> list[str]:
-    """ConfigError when a resumed run's saved config differs in a setting that defines it; the differing
-    execution settings (device, precision, loggers, ...) and settings the saved config does not have yet
-    (options added since the run started) are returned, to be noted."""
+def _explicit(key: str, given: set[str]) -> bool:
+    """Whether `key` was set explicitly: it, or a mapping above it, is in `given` (override keys, groups left out)."""
+    return any(key == g or key.startswith(g + ".") for g in given)
+
+
+def _merge_saved(current: dict[str, Any], saved: dict[str, Any], prefix: str = "") -> None:
+    """Put the saved values of the settings that define a run into `current` (unresolved containers, in place).
+
+    A `_target_` node of another class is the saved node whole; one of the same class takes the saved values
+    and keeps arguments added since; in a section (no `_target_`), entries the run did not have (a loss term,
+    a metric, a source: nodes with a `_target_`) are dropped and plain settings added since are kept.
+    Execution settings stay the command's."""
+    for key, value in saved.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        here = current.get(key)
+        if isinstance(value, dict) and value:
+            other_class = isinstance(here, dict) and here.get("_target_") != value.get("_target_")
+            if not isinstance(here, dict) or (other_class and "_target_" in value):
+                if defines_run(path):
+                    current[key] = value
+                continue
+            _merge_saved(here, value, path)
+        elif defines_run(path):
+            current[key] = value
+    if "_target_" not in saved:
+        for key in [k for k, v in current.items() if k not in saved and isinstance(v, dict) and "_target_" in v]:
+            if defines_run(f"{prefix}.{key}" if prefix else str(key)):
+                del current[key]
+
+
+def _resume_config(cfg: DictConfig, run: RunDir, overrides: list[str]) -> list[str]:
+    """Make `cfg` the configuration a resumed run started with (it trains on with it, in place): the settings
+    that define the run take their saved values (`run.config()`, brought up to date), so a default that changed
+    since does not change the run; execution settings (device, precision, loggers, ...) are this command's.
+    ConfigError when a setting given explicitly (in the run's overrides.yaml or on this command line) now has
+    another value. Returns the differences to note."""
     if not run.config_file.is_file():
         return []
-    saved, current = _flat(run.config()), _flat(cfg)
+    stored = run.config()
+    saved, current = _flat(stored), _flat(cfg)
     changed = sorted(k for k in set(saved) | set(current)
                      if saved.get(k) != current.get(k) and not k.startswith(("paths.", "hydra.")))
-    defining = [k for k in changed if defines_run(k) and k in saved and k in current]
-    if defining:
-        shown = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in defining[:4])
-        raise ConfigError(f"{run.path} was started with other settings ({shown}), e.g. a default changed since: "
-                          "re-run with force=true to start it again, or evaluate it as it is with posereg-eval")
-    return changed
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    given = {override_key(o) for o in [*run.overrides(), *overrides]} - groups
+    refused = [k for k in changed if defines_run(k) and k in saved and k in current and _explicit(k, given)]
+    if refused:
+        shown = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in refused[:4])
+        raise ConfigError(f"{run.path} was started with other settings ({shown}): re-run with the run's values to "
+                          "resume it, or with force=true to start it again")
+    merged = OmegaConf.to_container(cfg, resolve=False)
+    _merge_saved(merged, OmegaConf.to_container(stored, resolve=False))
+    with open_dict(cfg):
+        for key in [k for k in cfg if k not in merged]:
+            del cfg[key]
+        for key, value in merged.items():
+            cfg[key] = value
+    kept = [f"{k} {saved.get(k)!r} (now {current.get(k)!r})" for k in changed if defines_run(k) and k in saved]
+    if kept:
+        console.print(f"[cyan]resuming with the run's own settings[/cyan] where defaults changed since: "
+                      f"{', '.join(kept[:6])}")
+    return [k for k in changed if not defines_run(k)]
 
 
 def _follow(cfg: DictConfig, run: RunDir, overrides: list[str]) -> RunSession:

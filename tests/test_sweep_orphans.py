@@ -1,0 +1,91 @@
+"""kill -9 of posereg-sweep leaves no process behind: its joblib workers interrupt their cells (last.ckpt,
+`interrupted`) and exit, its Hydra child ends the idle workers and the resource tracker; a re-run finishes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_sweep import TINY, env, statuses, sweep_cmd
+
+pytestmark = pytest.mark.slow
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def checkout_env() -> dict[str, str]:
+    """The sweep tests' environment, importing this checkout's posereg (the cells run in other folders)."""
+    return {**env(), "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+
+
+def session_processes(sid: int) -> list[str]:
+    """`pid comm state` of the live processes of session `sid` (zombies have ended: only a reap is missing)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        try:
+            comm = stat.with_name("cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
+        except OSError:
+            comm = text[text.index("(") + 1:text.rindex(")")]
+        state, _ppid, _pgrp, session = text.rsplit(")", 1)[1].split()[:4]
+        if int(session) == sid and state not in ("Z", "X"):
+            found.append(f"{stat.parent.name} {comm} {state}")
+    return found
+
+
+@pytest.mark.timeout(600)
+def test_kill_9_of_a_joblib_sweep_leaves_no_process_and_a_rerun_finishes(tmp_path: Path) -> None:
+    fixed = {**TINY, "backbone.name": "test_efficientnet", "method.head.width": 16, "trainer.max_epochs": 2,
+             "trainer.limit_train_batches": 30}
+    template = tmp_path / "tiny_orphans.yaml"
+    template.write_text(yaml.safe_dump({"name": "tiny_orphans", "title": "tiny grid", "grid": {"seed": "0,1,2"},
+                                        "fixed": fixed, "table": {"rows": {"axis": "seed"}, "metrics": [
+                                            {"name": "val/pckh@0.5", "label": "PCKh@0.5"}]}}))
+    runs = tmp_path / "runs"
+    grid = runs / "tiny_orphans"
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    proc = subprocess.Popen(sweep_cmd(template, runs, *launcher), cwd=tmp_path, env=checkout_env(),
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not list(grid.glob("*/checkpoints/last.ckpt")):
+            time.sleep(0.2)  # a cell is past its first epoch: it is training
+        assert proc.poll() is None, "the sweep ended before a cell had trained an epoch"
+        running = {k for k, s in statuses(grid).items() if s["status"] == "running"}
+        assert running
+        os.kill(proc.pid, signal.SIGKILL)  # the sweep's own pid only: its children are left to end themselves
+        proc.wait()
+        gone_by = time.time() + 30
+        while time.time() < gone_by and session_processes(proc.pid):
+            time.sleep(0.5)
+        assert session_processes(proc.pid) == []
+    finally:  # whatever is left would train on: end it (by pid, only this test's processes)
+        for line in session_processes(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+    after = statuses(grid)
+    for key in running:
+        assert after[key]["status"] == "interrupted" and after[key]["exit_code"] == 143, after[key]
+        assert (grid / key / "checkpoints" / "last.ckpt").is_file()
+    assert not list(grid.glob("*/.lock"))
+    assert all(s["status"] != "running" for s in after.values())  # a cell not reached yet has no record
+
+    result = subprocess.run(sweep_cmd(template, runs, *launcher), cwd=tmp_path, env=checkout_env(), capture_output=True,
+                            text=True, timeout=500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = statuses(grid)
+    assert len(final) == 3 and all(s["status"] == "done" for s in final.values()), final
+    for key in running:  # resumed from the interrupted cell's last.ckpt, not started again
+        assert final[key]["attempts"] == 2 and final[key]["resumed_from"].endswith("last.ckpt")
+        metrics = json.loads((grid / key / "metrics.json").read_text())
+        assert metrics["global_step"] == 2 * 30
