@@ -32,6 +32,10 @@ TINY_MAPS = ["debug=tiny", "logger=none", "trainer.max_epochs=1", "trainer.preci
              "method.net.width=16"]
 OLD_CONFIGS = {"config_85c4746_deepskeleton_synth_maps_tiny.yaml": TINY_MAPS,
                "config_85c4746_luvizon_synth.yaml": ["experiment=luvizon_synth"]}
+# Settings whose defaults changed since 85c4746 on purpose: debug=tiny now keeps last.ckpt only (reduced to
+# weights) and no best.ckpt. A migration keeps what the stored run did, so these stay as stored.
+CHANGED_SINCE = {"config_85c4746_deepskeleton_synth_maps_tiny.yaml": {"keep_checkpoints",
+                                                                      "callbacks.best_checkpoint.monitor"}}
 
 
 def _run_dir(*overrides: str) -> str:
@@ -178,7 +182,9 @@ def test_a_config_stored_before_the_move_reads_as_todays(name):
     old = OmegaConf.load(STORED / name)
     today = compose_config(OLD_CONFIGS[name])
     migrated = migrate_config(old)
-    assert _flat(migrated) == _flat(today)  # moved `_target_`s renamed, augmentation keys as the old defaults
+    changed = CHANGED_SINCE.get(name, set())
+    assert {k: v for k, v in _flat(migrated).items() if k not in changed} == {
+        k: v for k, v in _flat(today).items() if k not in changed}  # moved `_target_`s renamed, augment keys completed
     assert _flat(old) != _flat(today)
     if old.data.augment.enabled:  # the old block relied on Python defaults that no longer exist
         with pytest.raises(ConfigError, match=r"^data.augment.photometric_prob is missing"):

@@ -2,8 +2,9 @@
 case and runs every tool on it; each outcome is correct (exit 0) or one line with exit 2 / 74 / 75 — never a
 traceback, never a marker file (the foreign `_target_`s and crafted checkpoints try to create one).
 
-POSEREG_FUZZ_CASES=<n> (default 60) and POSEREG_FUZZ_SEED=<s> run more or other cases; the summary of
-outcomes per tool is printed (pytest -s); POSEREG_FUZZ_DUMP=<file> writes every bad outcome there in full.
+POSEREG_FUZZ_CASES=<n> (default 20, sized for make test) and POSEREG_FUZZ_SEED=<s> run more or other cases;
+the summary of outcomes per tool is printed (pytest -s); POSEREG_FUZZ_DUMP=<file> writes every bad outcome
+there in full.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from conftest import compose_config
 from posereg.runs import RunDir
 
 pytestmark = pytest.mark.slow
-CASES = int(os.environ.get("POSEREG_FUZZ_CASES", "60"))
+CASES = int(os.environ.get("POSEREG_FUZZ_CASES", "20"))  # make test's share; more: the env var
 SEED = int(os.environ.get("POSEREG_FUZZ_SEED", "25"))
 OVERRIDES = ["debug=tiny", "logger=none", "backbone.name=test_efficientnet", "method.head.width=16",
              "data.input_size=32", "data.batch_size=2", "data.eval_batch_size=2", "trainer.max_epochs=1",

@@ -157,7 +157,7 @@ def test_a_bad_file_is_listed_and_the_rest_finish(run2d, tmp_path, capsys):
     assert sorted(Path(f["file"]).name for f in pred["failures"]) == ["garbage.jpg", "truncated.jpg"]
     assert sorted(Path(r["file"]).name for r in pred["images"]) == sorted(f.name for f in images)
     assert len(list((out / "overlays").glob("*.jpg"))) == 2
-    assert "2 input(s) could not be read" in capsys.readouterr().out
+    assert "2 input(s) skipped (unreadable, or over max_pixels)" in capsys.readouterr().out
     # the largest centred square of each image
     for r in pred["images"]:
         s = min(r["width"], r["height"])

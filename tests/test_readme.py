@@ -51,7 +51,7 @@ def test_the_switching_examples_compose(argv, capsys):
     train_main([*argv[1:], *extra])
     out = capsys.readouterr().out
     if "--help" in argv:
-        assert "== Config groups ==" in out and "method: deepskeleton_maps" in out
+        assert "== Config groups ==" in out and "method: deeppose_cascade, deepskeleton_maps" in out
         return
     assert out.startswith("data:\n") and "\nmethod:\n" in out  # the composed config
     for arg in argv[1:]:  # each group choice shows in the composed config

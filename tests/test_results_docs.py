@@ -68,7 +68,8 @@ def test_generated_blocks_follow_the_runs(tmp_path: Path) -> None:
     build_report([grid], out_dir=results / "toy", plots=False)
     readme, md = tmp_path / "README.md", tmp_path / "results.md"
     readme.write_text("intro\n<!-- generated: claims-summary -->\nold\n<!-- end: claims-summary -->\noutro\n")
-    md.write_text("# r\n<!-- generated: results toy -->\n<!-- end: results toy -->\n")
+    md.write_text("# r\n<!-- generated: status -->\n<!-- end: status -->\n"
+                  "<!-- generated: results toy -->\n<!-- end: results toy -->\n")
     assert update_docs(check=True, root=results, readme_path=readme, results_path=md) == [readme, md]
     assert update_docs(root=results, readme_path=readme, results_path=md) == [readme, md]
     assert update_docs(check=True, root=results, readme_path=readme, results_path=md) == []
@@ -76,9 +77,14 @@ def test_generated_blocks_follow_the_runs(tmp_path: Path) -> None:
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
     assert "| toy | 20 steps | 1 / 0 / 0 | – | 0 / 0 / 0; 0 | – | – | [report](docs/results/toy/report.md) |" in text
     assert "| I1 beats H1 [I1 − H1] | AUC | +5.0 ± 0.2 | 3 | paired t | – | reproduced | – |" in md.read_text()
+    status = md.read_text()
+    shipped = "| `integral_table4` | Integral regression, Table 4: multi-stage networks, per stage (2D) | 0 / 12 |"
+    assert shipped in status
+    toy_row = next(line for line in status.splitlines() if line.startswith("| `toy` |"))
+    assert "| 6 / 6 | 20 | 0, 1, 2 |" in toy_row and toy_row.endswith("| [report](results/toy/report.md) |")
     (reports,) = committed_reports(results)
     assert reports.name == "toy" and reports.table.template.command == "posereg-sweep toy"
-    md.write_text("# no markers\n")
+    md.write_text("# only the status\n<!-- generated: status -->\n<!-- end: status -->\n")
     with pytest.raises(DataError, match="has no block `<!-- generated: results toy -->`"):
         update_docs(root=results, readme_path=readme, results_path=md)
     assert parse_template(two_rows([])).command == "posereg-sweep toy"

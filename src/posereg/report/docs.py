@@ -11,6 +11,7 @@ tests call it, so the docs cannot drift from the committed data).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from posereg.report.claims import (
 )
 from posereg.report.render_md import md_table
 from posereg.report.table import Table
+from posereg.report.template import list_templates, load_template
 from posereg.report.wide import claim_header, claim_rows, legend, report_header, wide
 
 RESULTS_DIR = REPO_ROOT / "docs" / "results"
@@ -116,11 +118,8 @@ STATUS_HEADER = ["template", "paper table", "runs done / planned", "budgets (ste
 
 def status_row(name: str, report: Committed | None) -> list[str]:
     """One row of the status table: what the committed runs.csv holds of the template's planned cells."""
-    from posereg.grid.plan import plan_sweep  # the planner (Hydra's parser): only when the status is rebuilt
-    from posereg.report.template import load_template
-
-    template = load_template(name)
-    planned = plan_sweep(template, [], runs_dir="runs").num_cells
+    template = report.table.template if report else load_template(name)
+    planned = math.prod(len(values) for values in template.grid.values())  # every budget and seed
     if report is None:
         return [f"`{name}`", template.title, f"0 / {planned}", "–", "–", "–", "–", "–", "none at this release"]
     members = [r for t in (report.table, *report.table.others) for r in t.members]
@@ -137,11 +136,10 @@ def status_row(name: str, report: Committed | None) -> list[str]:
 
 
 def status_block(reports: list[Committed]) -> list[str]:
-    """docs/results.md's status table: every shipped template that states paper claims, run or not."""
-    from posereg.report.template import list_templates, load_template
-
+    """docs/results.md's status table: every committed report and every shipped template that states paper claims,
+    run or not."""
     by_name = {r.name: r for r in reports}
-    names = [n for n in list_templates() if load_template(n).claims]
+    names = sorted({n for n in list_templates() if load_template(n).claims} | set(by_name))
     return md_table(STATUS_HEADER, [status_row(n, by_name.get(n)) for n in names])
 
 

@@ -106,7 +106,16 @@ def migrate_raw(raw: Any, where: str = "the stored config") -> dict[str, Any]:
                           f"{RUN_VERSION}): update posereg to open this run")
     if version < 2:
         raw = _to_version_2(raw)
+    _add_max_time(raw)
     return raw
+
+
+def _add_max_time(raw: dict[str, Any]) -> None:
+    """`trainer.max_time` (a known key since 82ec453): null where a stored Trainer lacks it, which is what Lightning
+    took (no wall-clock guard); a keyword added to every layout version, so it is completed on every read."""
+    trainer = raw.get("trainer")
+    if isinstance(trainer, dict) and trainer.get("_target_") == "lightning.pytorch.Trainer":
+        trainer.setdefault("max_time", None)
 
 
 def stamped(raw: dict[str, Any]) -> dict[str, Any]:
