@@ -11,7 +11,7 @@ import pytest
 
 from posereg.errors import DataError
 from posereg.report.build import build_report
-from posereg.report.docs import RESULTS_DIR, committed_reports, update_docs
+from posereg.report.docs import RESULTS_DIR, committed_reports, default_run_block, update_docs
 from posereg.report.manifest import write_manifest
 from posereg.report.template import parse_template
 from test_claims import two_rows, write_run
@@ -67,14 +67,16 @@ def test_generated_blocks_follow_the_runs(tmp_path: Path) -> None:
     results = tmp_path / "docs" / "results"
     build_report([grid], out_dir=results / "toy", plots=False)
     readme, md = tmp_path / "README.md", tmp_path / "results.md"
-    readme.write_text("intro\n<!-- generated: claims-summary -->\nold\n<!-- end: claims-summary -->\noutro\n")
+    readme.write_text("intro\n<!-- generated: claims-summary -->\nold\n<!-- end: claims-summary -->\noutro\n"
+                      "<!-- generated: default-run -->\n<!-- end: default-run -->\n")
     md.write_text("# r\n<!-- generated: status -->\n<!-- end: status -->\n"
                   "<!-- generated: results toy -->\n<!-- end: results toy -->\n")
     assert update_docs(check=True, root=results, readme_path=readme, results_path=md) == [readme, md]
     assert update_docs(root=results, readme_path=readme, results_path=md) == [readme, md]
     assert update_docs(check=True, root=results, readme_path=readme, results_path=md) == []
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.startswith("intro\n") and "outro\n" in text and "old" not in text
+    assert "\n".join(default_run_block()) in text  # the default run's sentence, from the committed record
     assert "| toy | 20 steps | 1 / 0 / 0 | – | 0 / 0 / 0; 0 | – | – | [report](docs/results/toy/report.md) |" in text
     assert "| I1 beats H1 [I1 − H1] | AUC | +5.0 ± 0.2 | 3 | paired t | – | reproduced | – |" in md.read_text()
     status = md.read_text()

@@ -4,6 +4,7 @@ runs.csv beside each committed report (docs/results/<template>/runs.csv), betwee
     <!-- generated: claims-summary -->   ... <!-- end: claims-summary -->       README.md
     <!-- generated: results <name> -->  ... <!-- end: results <name> -->      docs/results.md, one per report
     <!-- generated: status -->           ... <!-- end: status -->              docs/results.md: every paper table
+    <!-- generated: default-run -->      ... <!-- end: default-run -->         README and docs/synthpose.md
 
 `posereg-report --update-docs` rewrites the blocks; `--check-docs` exits non-zero when a block would change (the
 tests call it, so the docs cannot drift from the committed data).
@@ -12,11 +13,14 @@ tests call it, so the docs cannot drift from the committed data).
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from posereg.errors import DataError
+from posereg.errors import ConfigError, DataError
+from posereg.jsonio import read_json
 from posereg.paths import REPO_ROOT
 from posereg.report.build import make_table
 from posereg.report.claims import (
@@ -32,11 +36,15 @@ from posereg.report.render_md import md_table
 from posereg.report.table import Table
 from posereg.report.template import list_templates, load_template
 from posereg.report.wide import claim_header, claim_rows, legend, report_header, wide
+from posereg.runs import RunDir
 
 RESULTS_DIR = REPO_ROOT / "docs" / "results"
 README = REPO_ROOT / "README.md"
 RESULTS_MD = REPO_ROOT / "docs" / "results.md"
 SUMMARY = "claims-summary"
+DEFAULT_RUN = REPO_ROOT / "docs" / "benchmarks" / "default_run.json"  # scripts/record_default_run.py writes it
+DEFAULT_RUN_KEY = "default-run"
+SYNTHPOSE_MD = REPO_ROOT / "docs" / "synthpose.md"
 STATUS = "status"
 
 
@@ -143,6 +151,34 @@ def status_block(reports: list[Committed]) -> list[str]:
     return md_table(STATUS_HEADER, [status_row(n, by_name.get(n)) for n in names])
 
 
+def default_run_record(run: RunDir) -> dict[str, Any]:
+    """What the docs say about a finished default run: its metrics, budget, run time, commit and device."""
+    status, metrics = run.read_status(), run.metrics()
+    if status.get("status") != "done" or metrics is None:
+        raise ConfigError(f"{run.path}: not a finished run (status {status.get('status')})")
+    commit = str(status.get("git_commit") or "")
+    if not commit or commit.endswith("dirty"):
+        raise ConfigError(f"{run.path}: ran on uncommitted code ({commit or 'no commit'}); re-run on a clean commit")
+    if metrics.setup.get("stopped_by"):
+        raise ConfigError(f"{run.path}: {metrics.setup['stopped_by']}")
+    return {"val/pckh@0.5": metrics.best["val/pckh@0.5"], "val/pckh@0.1": metrics.best["val/pckh@0.1"],
+            "val/auc": metrics.best["val/auc"], "test/pckh@0.5": metrics.test["test/pckh@0.5"],
+            "steps": metrics.global_step, "duration_s": status["duration_s"], "commit": commit[:7],
+            "device_model": metrics.setup.get("device_model"), "cores": os.cpu_count(),  # recorded where it ran
+            "torch_threads": metrics.setup.get("torch_threads")}
+
+
+def default_run_block(path: Path = DEFAULT_RUN) -> list[str]:
+    """The sentence README and docs/synthpose.md give for the default run, from the committed record."""
+    r = read_json(path)
+    minutes, seconds = divmod(round(float(r["duration_s"])), 60)
+    return [f"Measured ({r['device_model']}, {r['cores']} cores, {r['torch_threads']} torch threads, "
+            f"commit {r['commit']}): "
+            f"validation PCKh@0.5 **{r['val/pckh@0.5']:.1f}** (test {r['test/pckh@0.5']:.1f}), PCKh@0.1 "
+            f"{r['val/pckh@0.1']:.1f}, AUC {r['val/auc']:.1f} after {r['steps']:,} steps, in {minutes} min {seconds} s "
+            "of run time (status.json)."]
+
+
 def _replace(text: str, key: str, block: list[str], path: Path) -> str:
     begin, end = f"<!-- generated: {key} -->", f"<!-- end: {key} -->"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
@@ -154,6 +190,7 @@ def _replace(text: str, key: str, block: list[str], path: Path) -> str:
 def render_docs(reports: list[Committed], readme: str, results: str) -> tuple[str, str]:
     """README and docs/results.md with every generated block replaced."""
     readme = _replace(readme, SUMMARY, summary_block(reports), README)
+    readme = _replace(readme, DEFAULT_RUN_KEY, default_run_block(), README)
     results = _replace(results, STATUS, status_block(reports), RESULTS_MD)
     for r in reports:
         results = _replace(results, f"results {r.name}", results_block(r), RESULTS_MD)
@@ -166,6 +203,10 @@ def update_docs(check: bool = False, root: Path = RESULTS_DIR, readme_path: Path
     reports = committed_reports(root)
     old = {readme_path: readme_path.read_text(encoding="utf-8"), results_path: results_path.read_text(encoding="utf-8")}
     new = dict(zip(old, render_docs(reports, *old.values()), strict=True))
+    if readme_path == README:  # the shipped docs (a test's own README has no synthpose.md beside it)
+        synth = SYNTHPOSE_MD.read_text(encoding="utf-8")
+        old[SYNTHPOSE_MD], new[SYNTHPOSE_MD] = synth, _replace(synth, DEFAULT_RUN_KEY, default_run_block(),
+                                                                SYNTHPOSE_MD)
     stale = [p for p in old if old[p] != new[p]]
     if not check:
         for p in stale:
