@@ -256,3 +256,19 @@ def test_cost_estimate_counts_steps_compute_disk_and_times_pending_cells_from_fi
     r1_time = 120.0 * cells[2].macs / counted.macs  # r1 cells scale with their MACs
     assert f"time still to run: {(120.0 + 2 * r1_time) / 60:.0f} min for 3 cells" in text
     assert sweep_main([str(tmp_path / "tiny_cost.yaml"), f"paths.runs_dir={tmp_path / 'runs'}", "--cost"]) == 0
+
+
+def test_a_bench_template_runs_through_posereg_sweep_with_its_own_axes(tmp_path: Path, monkeypatch) -> None:
+    from posereg.cli.sweep import main as sweep_main
+
+    monkeypatch.setenv("POSEREG_RUNS_DIR", str(tmp_path))
+    # `size` is the bench function's argument, not a config key: no "did you mean" for it
+    assert sweep_main(["sspnet_table4", "size=4,8", "--no-report"]) == 0
+    rows = {}
+    for metrics in sorted((tmp_path / "sspnet_table4").glob("*/metrics.json")):
+        data = json.loads(metrics.read_text())
+        rows[metrics.parent.name] = data
+    assert sorted(rows) == ["size=4,seed=0", "size=8,seed=0"]
+    coarse, fine = rows["size=4,seed=0"]["final"], rows["size=8,seed=0"]["final"]
+    assert coarse["cell_mm"] == 500.0 and fine["cell_mm"] == 250.0  # a 2 m cube in 4 and 8 cells
+    assert fine["argmax_mm"] < coarse["argmax_mm"]  # a finer grid quantizes less

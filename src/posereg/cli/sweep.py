@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         template = load_template(args.template, real=args.real)
         plan = plan_sweep(template, [value_str(o) for o in args.overrides])
-        check_overrides(plan.overrides())  # a mistyped group, option or key: one line, before any cell
+        if template.kind != "bench":  # a bench template's axes are its function's arguments, not config keys
+            check_overrides(plan.overrides())  # a mistyped group, option or key: one line, before any cell
         if args.dry_run:
             print(" ".join(plan.command()))
             return 0
