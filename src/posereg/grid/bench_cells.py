@@ -12,6 +12,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from posereg.devices import cpu_model
 from posereg.errors import ConfigError
 from posereg.report.template import Template
 from posereg.runs import RunDir, RunMetrics
@@ -40,6 +43,8 @@ def write_bench_runs(
     for axis, kwarg in (spec.get("axis_kwargs") or {}).items():
         kwargs[str(kwarg)] = tuple(int(v) if v.lstrip("-").isdigit() else v for v in grid.get(axis, []))
     fn = bench_function(str(spec["target"]))
+    # the functions compute on the CPU (the ops and decodings of a table, not a trained network): say which one
+    setup = {"device": "CPU", "device_model": cpu_model(), "torch_threads": torch.get_num_threads()}
     paths = []
     for seed in grid.get("seed", ["0"]):
         cells = {v: RunDir(grid_dir / f"{row_key}={v},seed={seed}") for v in values}
@@ -61,6 +66,6 @@ def write_bench_runs(
                     continue
                 scalars = {k: float(x) for k, x in row.items()
                            if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(float(x))}
-                attempt.done(RunMetrics(final=scalars, best=scalars))
+                attempt.done(RunMetrics(final=scalars, best=scalars, setup=setup))
                 paths.append(attempt.run.path)
     return paths
