@@ -263,7 +263,7 @@ def test_a_bench_template_runs_through_posereg_sweep_with_its_own_axes(tmp_path:
 
     monkeypatch.setenv("POSEREG_RUNS_DIR", str(tmp_path))
     # `size` is the bench function's argument, not a config key: no "did you mean" for it
-    assert sweep_main(["sspnet_table4", "size=4,8", "--no-report"]) == 0
+    assert sweep_main(["sspnet_table4", "size=4,8", "seed=0", "--no-report"]) == 0
     rows = {}
     for metrics in sorted((tmp_path / "sspnet_table4").glob("*/metrics.json")):
         data = json.loads(metrics.read_text())
@@ -272,3 +272,5 @@ def test_a_bench_template_runs_through_posereg_sweep_with_its_own_axes(tmp_path:
     coarse, fine = rows["size=4,seed=0"]["final"], rows["size=8,seed=0"]["final"]
     assert coarse["cell_mm"] == 500.0 and fine["cell_mm"] == 250.0  # a 2 m cube in 4 and 8 cells
     assert fine["argmax_mm"] < coarse["argmax_mm"]  # a finer grid quantizes less
+    setup = json.loads((tmp_path / "sspnet_table4" / "size=4,seed=0" / "metrics.json").read_text())["setup"]
+    assert setup["device"] == "CPU" and setup["device_model"] and setup["torch_threads"] >= 1
