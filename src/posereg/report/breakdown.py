@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from posereg.errors import ConfigError
 from posereg.report.collect import RunRecord
 from posereg.report.table import Table
-from posereg.skeletons import get_joint_set
+from posereg.skeletons import PART_NAMES, get_joint_set
 
 PART = re.compile(r"^(pckh(?:_proxy)?@[0-9.]+)/([^@/]+)$")
 JOINT = re.compile(r"^mpjpe_joint/([^@/]+)$")
@@ -105,7 +105,8 @@ def breakdowns(table: Table) -> list[Breakdown]:
         for prefix in sorted(prefixes, key=lambda p: (-float(p.rsplit("@", 1)[1]), p)):  # @0.5 before @0.1
             part = re.compile(rf"^{re.escape(prefix)}/([^@/]+)$")
             name = prefix.replace("pckh", "PCKh", 1)
-            found = _table(f"{name} per part ({split}, %)", groups, split, part, {}, ())
+            # in the skeleton's part order, however the runs stored them (runs.csv sorts its columns)
+            found = _table(f"{name} per part ({split}, %)", groups, split, part, {}, PART_NAMES)
             out += [found] if found else []
         found = _table(f"MPJPE per joint ({split}, mm)", groups, split, JOINT, indexed, joints)
         out += [found] if found else []

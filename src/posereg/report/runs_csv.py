@@ -4,7 +4,7 @@ Columns (one row per run, sorted by run key):
 
 * identity: `template`, `real`, `grid` and `fixed` (the sweep's manifest, JSON), `experiment`, `run` (the run
   key), `cell` (its table row | column), `seed`, `budget_scale`, `status`, `attempts`, `error`, `overrides`
-  (JSON list, as .hydra/overrides.yaml);
+  (JSON list, as .hydra/overrides.yaml, without the machine's `paths.*`);
 * provenance: `commit` (40 hex digits), `dirty` (true when the run's code had uncommitted changes),
   `device`, `device_model`, `precision`, `torch_threads`, `steps`, `started_at`, `ended_at`, `duration_s`;
 * results: one column per scalar metric, named `<section>:<name>` (e.g. `final:val/pckh@0.5`, `test:test/mpjpe`,
@@ -69,7 +69,9 @@ def run_row(record: RunRecord, manifest: dict[str, Any], cell: str, curve_names:
         "experiment": record.experiment or "", "run": record.path.name, "cell": cell,
         "seed": record.overrides.get("seed", ""), "budget_scale": record.overrides.get("budget_scale", ""),
         "status": record.status, "attempts": str(record.attempts), "error": (record.error or "").strip(),
-        "overrides": json.dumps([f"{k}={v}" for k, v in record.overrides.items()]),
+        # where the runs were written (`paths.*`) is the machine's, not the run's: a committed file names no path
+        "overrides": json.dumps([f"{k}={v}" for k, v in record.overrides.items()
+                                 if not k.lstrip("+~").startswith("paths.")]),
         "commit": commit, "dirty": dirty,
         **{k: _num(setup.get(k)) for k in ("device", "device_model", "precision", "torch_threads", "steps")},
         "started_at": _iso(record.started_at), "ended_at": _iso(record.ended_at),
