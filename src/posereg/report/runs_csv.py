@@ -4,7 +4,8 @@ Columns (one row per run, sorted by run key):
 
 * identity: `template`, `real`, `grid` and `fixed` (the sweep's manifest, JSON), `experiment`, `run` (the run
   key), `cell` (its table row | column), `seed`, `budget_scale`, `status`, `attempts`, `error`, `overrides`
-  (JSON list, as .hydra/overrides.yaml, without the machine's `paths.*`);
+  (JSON list, as .hydra/overrides.yaml, without the machine's `paths.*`; a path to another run relative to the
+  grid folder);
 * provenance: `commit` (40 hex digits), `dirty` (true when the run's code had uncommitted changes),
   `device`, `device_model`, `precision`, `torch_threads`, `steps`, `started_at`, `ended_at`, `duration_s`;
 * results: one column per scalar metric, named `<section>:<name>` (e.g. `final:val/pckh@0.5`, `test:test/mpjpe`,
@@ -21,6 +22,7 @@ import csv
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,20 @@ def _commit(record: RunRecord) -> tuple[str, str]:
     return commit.removesuffix(DIRTY), ("true" if commit.endswith(DIRTY) else "false") if commit else ""
 
 
+def _portable_overrides(record: RunRecord) -> list[str]:
+    """The run's overrides without the machine's paths: `paths.*` left out (where runs were written), another run
+    named by its absolute path (a previous stage) written relative to this run's grid folder."""
+    out = []
+    for key, value in record.overrides.items():
+        if key.lstrip("+~").startswith("paths."):
+            continue
+        text = str(value).strip("'\"")
+        if text.startswith("/"):
+            value = os.path.relpath(text, record.path.parent)
+        out.append(f"{key}={value}")
+    return out
+
+
 def run_row(record: RunRecord, manifest: dict[str, Any], cell: str, curve_names: list[str]) -> dict[str, str]:
     """One run as a runs.csv row."""
     setup = record.setup
@@ -69,9 +85,7 @@ def run_row(record: RunRecord, manifest: dict[str, Any], cell: str, curve_names:
         "experiment": record.experiment or "", "run": record.path.name, "cell": cell,
         "seed": record.overrides.get("seed", ""), "budget_scale": record.overrides.get("budget_scale", ""),
         "status": record.status, "attempts": str(record.attempts), "error": (record.error or "").strip(),
-        # where the runs were written (`paths.*`) is the machine's, not the run's: a committed file names no path
-        "overrides": json.dumps([f"{k}={v}" for k, v in record.overrides.items()
-                                 if not k.lstrip("+~").startswith("paths.")]),
+        "overrides": json.dumps(_portable_overrides(record)),
         "commit": commit, "dirty": dirty,
         **{k: _num(setup.get(k)) for k in ("device", "device_model", "precision", "torch_threads", "steps")},
         "started_at": _iso(record.started_at), "ended_at": _iso(record.ended_at),
