@@ -99,5 +99,8 @@ def cell_watchdog() -> Iterator[CellWatchdog | None]:
     if pid is None:
         yield None
         return
-    with CellWatchdog(pid).watching() as watchdog:
+    watchdog = CellWatchdog(pid)
+    if not alive(pid, watchdog.started):  # the sweep died before this cell began: leave its run untouched
+        os._exit(EXIT_SIGTERM)
+    with watchdog.watching():
         yield watchdog
