@@ -18,6 +18,7 @@ from posereg.runs.launch import SWEEP_GRID_ENV, SWEEP_PID_ENV
 from posereg.runs.lock import is_held
 
 POLL_S = 0.5
+DYING_S = 0.5  # posereg-sweep still alive this long after a SIGTERM: it forwarded it (not its death signal)
 SAVE_TIMEOUT_S = 60.0  # how long the guard waits for the cells to save last.ckpt before it kills them anyway
 
 
@@ -51,24 +52,38 @@ def sweep_pid() -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def sweep_grid() -> Path:
+    """The grid folder of the posereg-sweep this process works for (the working directory outside a sweep)."""
+    return Path(os.environ.get(SWEEP_GRID_ENV, "."))
+
+
+def wait_for_cells_to_save(grid: Path, timeout_s: float = SAVE_TIMEOUT_S) -> None:
+    """Return once no cell of `grid` holds its lock (each has recorded its end), or after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(is_held(lock.parent) for lock in grid.glob("*/.lock")):
+        time.sleep(POLL_S)
+
+
 def sweep_child_guard() -> None:
     """In posereg-sweep's Hydra child: outlive its death signal until the cells have saved, then end the group."""
     pid = sweep_pid()
     if pid is None or os.getppid() != pid:
         return  # not the Hydra child of a posereg-sweep (a plain posereg-train, or a launcher's worker)
-    started, grid = start_time(pid), Path(os.environ.get(SWEEP_GRID_ENV, "."))
+    started, grid = start_time(pid), sweep_grid()
 
     def on_sigterm(signum: int, frame: Any) -> None:
+        # the death signal is sent while posereg-sweep is still exiting (not yet a zombie): give it a moment
+        deadline = time.monotonic() + DYING_S
+        while alive(pid, started) and time.monotonic() < deadline:
+            time.sleep(0.01)
         if alive(pid, started):  # posereg-sweep itself forwards a SIGTERM: end as before (the default action)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
         # else: the death signal; the guard thread ends the group once the cells have saved
 
     def end_group() -> None:
-        deadline = time.monotonic() + SAVE_TIMEOUT_S
         time.sleep(2 * POLL_S)  # the cells' watchdogs notice too and interrupt their cells
-        while time.monotonic() < deadline and any(is_held(lock.parent) for lock in grid.glob("*/.lock")):
-            time.sleep(POLL_S)
+        wait_for_cells_to_save(grid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(os.getpgid(0), signal.SIGKILL)
 
