@@ -39,6 +39,8 @@ class KillAt(pl.Callback):
 
 def main(argv: list[str]) -> None:
     run, step, overrides = Path(argv[0]), int(argv[1]), argv[2:]
+    if os.environ.get("KILL_SIGNAL") == "INT":  # Ctrl-C in a terminal, even under a shell's background job
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # (which starts its children with SIGINT ignored)
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
