@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from posereg.report.manifest import write_manifest
 from posereg.report.template import Template, split_values
 from posereg.runs import RunDir, defines_run, register_resolvers, run_key
 from posereg.runs.launch import SWEEP_GRID_ENV, SWEEP_PID_ENV, launch_token
-from posereg.runs.lock import is_held
+from posereg.runs.lock import wait_for_grid_unlocked
 
 # Passed to every cell unless the user overrides them (they are not part of the run key).
 SWEEP_DEFAULTS = {"callbacks.progress_bar": "null"}
@@ -229,11 +228,8 @@ def _stop_after_cells(pgid: int, grid_dir: Path, timeout_s: float = 300.0) -> bo
     What is left are idle launcher processes (joblib's loky workers and resource tracker outlive the Hydra
     process that started them). False when cells still held locks after `timeout_s` (they are left running).
     """
-    deadline = time.monotonic() + timeout_s
-    while any(is_held(lock.parent) for lock in grid_dir.glob("*/.lock")):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
+    if not wait_for_grid_unlocked(grid_dir, timeout_s):
+        return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     return True

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,14 @@ def is_held(run_path: Path) -> bool:
     finally:
         os.close(fd)  # closing releases a shared lock taken just now
     return False
+
+
+def wait_for_grid_unlocked(grid_dir: Path, timeout_s: float, poll_s: float = 0.5) -> bool:
+    """Wait until no run directory in `grid_dir` is locked (each cell has recorded its end); False after
+    `timeout_s` with a lock still held."""
+    deadline = time.monotonic() + timeout_s
+    while any(is_held(lock.parent) for lock in Path(grid_dir).glob("*/.lock")):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True

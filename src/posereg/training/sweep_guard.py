@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from posereg.runs.launch import SWEEP_GRID_ENV, SWEEP_PID_ENV
-from posereg.runs.lock import is_held
+from posereg.runs.lock import wait_for_grid_unlocked
 
 POLL_S = 0.5
 DYING_S = 0.5  # posereg-sweep still alive this long after a SIGTERM: it forwarded it (not its death signal)
@@ -57,11 +57,9 @@ def sweep_grid() -> Path:
     return Path(os.environ.get(SWEEP_GRID_ENV, "."))
 
 
-def wait_for_cells_to_save(grid: Path, timeout_s: float = SAVE_TIMEOUT_S) -> None:
-    """Return once no cell of `grid` holds its lock (each has recorded its end), or after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(is_held(lock.parent) for lock in grid.glob("*/.lock")):
-        time.sleep(POLL_S)
+def wait_for_cells_to_save(grid: Path) -> None:
+    """Return once no cell of `grid` holds its lock (each has recorded its end), or after SAVE_TIMEOUT_S."""
+    wait_for_grid_unlocked(grid, SAVE_TIMEOUT_S, POLL_S)
 
 
 def sweep_child_guard() -> None:
