@@ -33,10 +33,12 @@ from posereg.report.claims import (
     SMALLER,
 )
 from posereg.report.render_md import md_table
+from posereg.report.runinfo import short_commit
 from posereg.report.table import Table
 from posereg.report.template import list_templates, load_template
 from posereg.report.wide import claim_header, claim_rows, legend, report_header, wide
 from posereg.runs import RunDir
+from posereg.runs.files import DIRTY_SUFFIX
 
 RESULTS_DIR = REPO_ROOT / "docs" / "results"
 README = REPO_ROOT / "README.md"
@@ -134,8 +136,7 @@ def status_row(name: str, report: Committed | None) -> list[str]:
     done = [r for r in members if r.status == "done"]
     steps = sorted({int(r.setup["steps"]) for r in done if r.setup.get("steps")})
     seeds = sorted({str(r.seed) for r in members if getattr(r, "seed", None) is not None}, key=str)
-    commits = sorted({(r.git_commit or "?")[:7] + ("+dirty" if (r.git_commit or "").endswith("dirty") else "")
-                      for r in done})
+    commits = sorted({short_commit(r.git_commit) if r.git_commit else "?" for r in done})
     devices = sorted({str(r.setup.get("device_model") or "?") for r in done})
     hours = sum(float(r.duration_s or 0.0) for r in done) / 3600
     return [f"`{name}`", template.title, f"{len(done)} / {planned}", ", ".join(f"{s:,}" for s in steps) or "–",
@@ -157,7 +158,7 @@ def default_run_record(run: RunDir) -> dict[str, Any]:
     if status.get("status") != "done" or metrics is None:
         raise ConfigError(f"{run.path}: not a finished run (status {status.get('status')})")
     commit = str(status.get("git_commit") or "")
-    if not commit or commit.endswith("dirty"):
+    if not commit or commit.endswith(DIRTY_SUFFIX):
         raise ConfigError(f"{run.path}: ran on uncommitted code ({commit or 'no commit'}); re-run on a clean commit")
     if metrics.setup.get("stopped_by"):
         raise ConfigError(f"{run.path}: {metrics.setup['stopped_by']}")

@@ -7,7 +7,8 @@ from datetime import timezone
 from typing import Any
 
 from posereg.report.collect import STATUSES, RunRecord, status_counts
-from posereg.report.table import DIRTY, DIRTY_MARK, MIXED_MARK, UNKNOWN_COMMIT, Table
+from posereg.report.table import DIRTY_MARK, MIXED_MARK, UNKNOWN_COMMIT, Table
+from posereg.runs.files import DIRTY_SUFFIX
 
 SETUP_FIELDS = (("data", "data"), ("joint_set", "joint set"), ("backbone", "backbone"),
                 ("input_size", "input"), ("batch_size", "batch"), ("epochs", "epochs"), ("steps", "steps"),
@@ -80,8 +81,8 @@ def commit_line(table: Table) -> str:
     if list(counts) == [UNKNOWN_COMMIT]:
         return "Code: the done runs record no git commit (status.json git_commit)."
     listed = ", ".join(f"{short_commit(c)} ({n})" for c, n in counts.items())
-    dirty = sum(n for c, n in counts.items() if c.endswith(DIRTY))
-    warning = (f" WARNING: {dirty} of {sum(counts.values())} done runs ran on uncommitted code ({DIRTY}): the "
+    dirty = sum(n for c, n in counts.items() if c.endswith(DIRTY_SUFFIX))
+    warning = (f" WARNING: {dirty} of {sum(counts.values())} done runs ran on uncommitted code ({DIRTY_SUFFIX}): the "
                f"repository does not hold the code that produced them; cells marked {DIRTY_MARK}.") if dirty else ""
     if len(counts) == 1:
         return f"Code: git {listed} for every done run." + warning

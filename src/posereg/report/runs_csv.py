@@ -29,6 +29,7 @@ from typing import Any
 from posereg.errors import DataError
 from posereg.report.collect import RunRecord, _seconds, _time, parse_override
 from posereg.report.curves import CurvePoint, run_curve
+from posereg.runs.files import DIRTY_SUFFIX
 
 SCALAR_SECTIONS = ("final", "test", "complexity")
 IDENTITY = ["template", "real", "grid", "fixed", "experiment", "run", "cell", "seed", "budget_scale", "status",
@@ -36,7 +37,6 @@ IDENTITY = ["template", "real", "grid", "fixed", "experiment", "run", "cell", "s
 PROVENANCE = ["commit", "dirty", "device", "device_model", "precision", "torch_threads", "steps", "started_at",
               "ended_at", "duration_s"]
 TRAILING = ["monitor", "setup", "extras"]
-DIRTY = "+dirty"
 
 
 def _num(value: Any) -> str:
@@ -58,7 +58,7 @@ def _iso(t: Any) -> str:
 
 def _commit(record: RunRecord) -> tuple[str, str]:
     commit = record.git_commit or ""
-    return commit.removesuffix(DIRTY), ("true" if commit.endswith(DIRTY) else "false") if commit else ""
+    return commit.removesuffix(DIRTY_SUFFIX), ("true" if commit.endswith(DIRTY_SUFFIX) else "false") if commit else ""
 
 
 def _portable_overrides(record: RunRecord) -> list[str]:
@@ -156,7 +156,7 @@ def record_from_row(row: dict[str, str]) -> RunRecord:
         metrics = {}
     commit = row.get("commit") or None
     if commit and row.get("dirty") == "true":
-        commit += DIRTY
+        commit += DIRTY_SUFFIX
     experiment = row.get("experiment") or None
     return RunRecord(path=Path(experiment or ".") / run, run_key=run, status=row.get("status") or "pending",
                      overrides=overrides, error=row.get("error") or None, metrics=metrics,

@@ -15,12 +15,12 @@ from posereg.report.members import DEFAULT, Foreign, axis_value, split_members
 from posereg.report.paper import resolve
 from posereg.report.protocol import Protocol, check_protocol
 from posereg.report.template import Dim, MetricSpec, Template
+from posereg.runs.files import DIRTY_SUFFIX
 
 SEED_KEYS = ("seed",)
 UNKNOWN_COMMIT = "unknown"
 MIXED_MARK = "†"
 DIRTY_MARK = "‡"
-DIRTY = "+dirty"
 
 
 @dataclass
@@ -157,7 +157,7 @@ class Table:
 
     def is_dirty(self, cell: Cell) -> bool:
         """True for a cell with a run on uncommitted code (a `+dirty` commit): not reproducible from the repository."""
-        return any(c.endswith(DIRTY) for c in cell.commits)
+        return any(c.endswith(DIRTY_SUFFIX) for c in cell.commits)
 
     def is_marked(self, cell: Cell) -> bool:
         """True for a cell with runs from a commit other than the grid's most common one, or from several."""

@@ -246,7 +246,7 @@ def provenance_section(table: Table) -> Section | None:
     if not table.others:
         header, rows = header[:1] + header[2:], [row[:1] + row[2:] for row in rows]
     return Section("Provenance", header, rows, "Per cell, what produced its done runs (status.json, metrics.json "
-                   "setup); a commit with +dirty ran on uncommitted code.")
+                   "setup); a commit marked dirty ran on uncommitted code.")
 
 
 def _distinct(values: list[str]) -> str:

@@ -39,13 +39,17 @@ STATUSES = ("done", "running", "interrupted", "failed", "pending")  # in the ord
 CHECKPOINTS = ("best", "last")
 
 
+# what a run's recorded commit ends with when its code had uncommitted changes (read back by posereg.report)
+DIRTY_SUFFIX = "+dirty"
+
+
 def now() -> str:
     """The current UTC time, ISO 8601 to the second."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def git_commit() -> str | None:
-    """$POSEREG_GIT_COMMIT when set, else the checkout's commit hash, with '+dirty' when it has local changes."""
+    """$POSEREG_GIT_COMMIT when set, else the checkout's commit hash, with DIRTY_SUFFIX when it has local changes."""
     # a launcher that copies the checkout elsewhere (scripts/gpu_grids.sh on a lent GPU machine) knows the commit
     # better than the copy: there .git was missing, or was an older snapshot than the files beside it
     stated = os.environ.get("POSEREG_GIT_COMMIT")
@@ -63,7 +67,7 @@ def git_commit() -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return (sha + ("+dirty" if dirty else "")) or None
+    return (sha + (DIRTY_SUFFIX if dirty else "")) or None
 
 
 def _check_status(status: dict[str, Any], path: Path) -> dict[str, Any]:
