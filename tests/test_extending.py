@@ -19,12 +19,14 @@ import yaml
 from omegaconf import OmegaConf, open_dict
 
 from conftest import TINY, compose_config
+from posereg.cli.eval import main as eval_main
 from posereg.cli.train import main as train_main
 from posereg.data.datamodule import DataInfo
 from posereg.errors import ConfigError
 from posereg.methods import build_module
 from posereg.recipes.train import train_task
 from posereg.runs import RunDir, find_run_dirs
+from posereg.runs.trust import TRUST_ENV
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 
@@ -132,6 +134,24 @@ def test_every_shell_command_of_the_page_runs(workspace, command, tmp_path, monk
     for needle, metric in expected.items():
         if needle in command:
             assert metric in metrics["final"], (command, sorted(metrics["final"]))
+
+
+@pytest.mark.slow
+def test_a_run_of_your_own_network_opens_once_you_trust_its_module(workspace, tmp_path, monkeypatch):
+    """posereg-eval (like -predict, -export and a resume) builds a stored run's classes only when posereg ships
+    them or the environment trusts them, as the page says."""
+    trust = f"{TRUST_ENV}=my_posereg_ext"
+    assert trust in DOC.read_text()
+    monkeypatch.chdir(workspace)
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    train_main(["--config-dir", "my_conf", "method=i1", "method/net=twostep", *TINY, f"paths.runs_dir={tmp_path}"])
+    [run] = find_run_dirs(tmp_path)
+    with pytest.raises(SystemExit) as refused:
+        eval_main([f"run={run}"])
+    assert refused.value.code == 2
+    monkeypatch.setenv(*trust.split("="))
+    eval_main([f"run={run}"])
+    assert json.loads((run / "eval_val.json").read_text())["metrics"]["val/pckh@0.5"] >= 0
 
 
 def _info(size: int = 32) -> DataInfo:

@@ -21,7 +21,7 @@ from posereg.report.template import list_templates, load_template
 from posereg.runs import RunDir
 from posereg.runs.migrate import RUN_VERSION, VERSION_KEY
 from posereg.runs.open import open_run
-from posereg.runs.trust import TRUSTED_TARGETS, check_targets, load_stored_config
+from posereg.runs.trust import TRUST_ENV, TRUSTED_TARGETS, check_targets, load_stored_config
 from posereg.weights import load_checkpoint
 
 
@@ -180,6 +180,21 @@ def test_a_stored_config_carries_its_layout_version(tmp_path):
     run.config_file.write_text(text)
     with pytest.raises(ConfigError, match="newer posereg"):
         run.config()
+
+
+def test_the_users_own_classes_are_trusted_from_the_environment_only(tmp_path, monkeypatch):
+    """$POSEREG_TRUSTED_TARGETS names a class or a module above it (whole dotted parts); a stored run cannot set it."""
+    run = _stored_run(tmp_path, **{"method.optimizer._target_": "my_ext.optim.Fancy", TRUST_ENV: "my_ext"})
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    with pytest.raises(ConfigError, match=f"not a class posereg builds.*trust it with {TRUST_ENV}="):
+        run.config()
+    for trusted in ("my_ext.optim.Fancy", "my_ext.optim", "my_ext", " other.Thing , my_ext "):
+        monkeypatch.setenv(TRUST_ENV, trusted)
+        assert run.config().method.optimizer._target_ == "my_ext.optim.Fancy", trusted
+    for untrusted in ("my_ex", "my_ext.opt", "my_ext.optim.Fancy.x", "Fancy", " , "):
+        monkeypatch.setenv(TRUST_ENV, untrusted)
+        with pytest.raises(ConfigError, match="my_ext.optim.Fancy is not a class posereg builds"):
+            run.config()
 
 
 def test_check_targets_walks_lists_and_nested_nodes():

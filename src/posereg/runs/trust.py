@@ -11,7 +11,8 @@ run, a resumed run): before anything is instantiated it
 * drops every security setting (SECURITY_KEYS, anywhere): they come from the command line only, so a stored
   `trust_checkpoints: true` has no effect;
 * checks every `_target_` against TRUSTED_TARGETS (what the shipped conf/ tree composes to; a test composes
-  every preset and template cell against it), refuses Hydra's other keywords where they could reach another
+  every preset and template cell against it) and the user's own components named in $POSEREG_TRUSTED_TARGETS
+  (the environment, never the run: docs/extending.md), refuses Hydra's other keywords where they could reach another
   callable, and interpolations through resolvers other than TRUSTED_RESOLVERS (`oc.decode` / `oc.create`
   would build a node at resolution time).
 
@@ -20,6 +21,7 @@ A refusal is one ConfigError naming the file and the key (exit 2 at the entry po
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,10 @@ TRUSTED_TARGETS = frozenset({
     "lightning.pytorch.loggers.TensorBoardLogger",
 })
 # resolvers an interpolation of a stored config may call: OmegaConf's readers and posereg's own (runs/keys.py)
+# The user's own components (docs/extending.md) are trusted from the environment only, never from a stored run:
+# comma-separated names, each trusting that `_target_` and everything in the module it names.
+TRUST_ENV = "POSEREG_TRUSTED_TARGETS"
+
 TRUSTED_RESOLVERS = frozenset({"oc.select", "oc.env", "oc.dict.keys", "oc.dict.values", "pick", "run_key",
                                "run_dir", "amp_precision"})
 CONVERT_MODES = ("none", "partial", "object", "all")
@@ -127,13 +133,25 @@ def strip_security(node: Any) -> None:
             del mapping[key]
 
 
+def user_trusted_targets() -> tuple[str, ...]:
+    """The names in $POSEREG_TRUSTED_TARGETS (comma-separated; empty when unset)."""
+    return tuple(name.strip() for name in os.environ.get(TRUST_ENV, "").split(",") if name.strip())
+
+
+def is_trusted_target(target: str) -> bool:
+    """True for a class posereg's configs build, or one the user trusts ($POSEREG_TRUSTED_TARGETS: the name itself
+    or a module above it)."""
+    return target in TRUSTED_TARGETS or any(target == name or target.startswith(name + ".")
+                                             for name in user_trusted_targets())
+
+
 def check_targets(node: Any, where: str) -> None:
     """ConfigError naming the first key of `node` that could build or call something posereg's configs do not."""
     for path, key, value in _items(node):
         name = f"{path}.{key}" if path else str(key)
-        if key == "_target_" and (not isinstance(value, str) or value not in TRUSTED_TARGETS):
+        if key == "_target_" and (not isinstance(value, str) or not is_trusted_target(value)):
             raise ConfigError(f"{where}: {name}={_short(value)} is not a class posereg builds; refusing to open "
-                              "this run")
+                              f"this run (if it is your own class, trust it with {TRUST_ENV}=<its name or module>)")
         if key == "_partial_" and not isinstance(value, bool):
             raise ConfigError(f"{where}: {name}={_short(value)} must be true or false; refusing to open this run")
         if key == "_recursive_" and value is not True:
