@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import statistics
 from pathlib import Path
 
@@ -227,6 +228,20 @@ def test_budget_sensitive_claims_and_rising_cells(tmp_path: Path) -> None:
     assert "## Verdicts at each budget" in md and "## Results at budget_scale=1" in md
     assert "2 of 2 cells still rising" in md
     assert "1 budget-sensitive" in summary_line(table.claims)
+
+
+def test_a_budget_without_a_verdict_leaves_budget_sensitivity_unknown(tmp_path: Path) -> None:
+    grid = budget_grid(tmp_path, rising=False)
+    [missing] = [p for p in grid.iterdir() if p.is_dir() and all(x in p.name for x in ("budget_scale=3", "method=i1",
+                                                                                         "seed=2"))]
+    shutil.rmtree(missing)  # budget 3 has 2 seeds of I1: no verdict there
+    template = two_rows([{"label": "I1 beats H1", "a": "I1", "b": "H1", "metric": "val/auc", "expect": "a > b"}])
+    template["grid"]["budget_scale"] = "1,3"
+    report = build_report([grid], parse_template(template), plots=False)
+    assert not report.table.claims[0].budget_sensitive
+    md = report.files["md"].read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| I1 beats H1 |"))
+    assert row.endswith("| inconclusive | – |"), row  # not "no": one budget has no verdict to agree with
 
 
 def test_flat_cells_are_not_rising(tmp_path: Path) -> None:

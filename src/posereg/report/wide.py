@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from posereg.report.claim_spec import Claim
@@ -193,14 +194,20 @@ def _budget_rows(table: Table) -> list[list[str]]:
             name = r.label if not r.claim.is_group else f"↳ {p.pair.label}"
             if r.claim.is_group and j == 0:
                 rows.append([r.label] + [x for t in budgets for x in ("", t.claims[i].verdict)]
-                            + ["yes" if r.budget_sensitive else "no"])
+                            + [_sensitivity(t.claims[i].verdict for t in budgets)])
             line = [name]
             for t in budgets:
                 q = t.claims[i].pairs[j]
                 line += [_ours(q, spec.decimals), q.verdict]
-            changed = len({t.claims[i].pairs[j].verdict for t in budgets} & set(DIRECTION_VERDICTS)) > 1
-            rows.append(line + ["yes" if changed else "no"])
+            rows.append(line + [_sensitivity(t.claims[i].pairs[j].verdict for t in budgets)])
     return rows
+
+
+def _sensitivity(verdicts: Iterable[str]) -> str:
+    """`yes` when the verdicts at two budgets or more differ, `no` when they agree, `–` with fewer than two
+    (a budget without a verdict says nothing either way)."""
+    given = [v for v in verdicts if v in DIRECTION_VERDICTS]
+    return "–" if len(given) < 2 else "yes" if len(set(given)) > 1 else "no"
 
 
 def budget_sections(table: Table) -> list[Section]:
@@ -210,7 +217,8 @@ def budget_sections(table: Table) -> list[Section]:
     header = ["claim"] + [x for t in (table, *table.others) for x in (f"ours, {t.budget}", f"verdict, {t.budget}")]
     out = [Section("Verdicts at each budget", header + ["budget-sensitive"], _budget_rows(table),
                    "A claim or pair whose verdict differs between budgets is budget-sensitive: at the shorter "
-                   "budget the verdict may describe how fast a method learns, not what it reaches.")]
+                   "budget the verdict may describe how fast a method learns, not what it reaches; – where fewer "
+                   "than two budgets give it a verdict.")]
     for other in table.others:
         columns, body = wide(other)
         out.append(Section(f"Results at {other.budget}", [f"{c.group} {c.header}".strip() for c in columns], body,
