@@ -244,6 +244,21 @@ def test_a_budget_without_a_verdict_leaves_budget_sensitivity_unknown(tmp_path: 
     assert row.endswith("| inconclusive | – |"), row  # not "no": one budget has no verdict to agree with
 
 
+def test_a_budget_nobody_has_finished_does_not_lead_the_report(tmp_path: Path) -> None:
+    grid = budget_grid(tmp_path, rising=False)
+    for run in [p for p in grid.iterdir() if "budget_scale=3" in p.name]:
+        shutil.rmtree(run)  # the longer budget has not started
+    template = two_rows([{"label": "I1 beats H1", "a": "I1", "b": "H1", "metric": "val/auc", "expect": "a > b"}])
+    template["grid"]["budget_scale"] = "1,3"
+    report = build_report([grid], parse_template(template), plots=False)
+    table = report.table
+    assert table.done == 6 and [t.done for t in table.others] == [0]
+    assert table.claims[0].verdict == INCONCLUSIVE and not table.claims[0].budget_sensitive
+    md = report.files["md"].read_text()
+    assert f"are at {table.budget}, the longest budget with a done run" in md
+    assert f"no run at {table.others[0].budget} has finished yet" in md
+
+
 def test_flat_cells_are_not_rising(tmp_path: Path) -> None:
     grid = budget_grid(tmp_path, rising=False)
     template = two_rows([{"label": "I1 beats H1", "a": "I1", "b": "H1", "metric": "val/auc", "expect": "a > b"}])

@@ -90,8 +90,8 @@ def _numeric_key(value: str) -> tuple[int, float | str]:
 
 def assemble(t: Template, records: list[RunRecord], grid: dict[str, list[str]] | None, fixed: dict[str, str] | None,
              experiment: str | None) -> Table:
-    """The table and its claims. When the grid sweeps `budget_scale`, one table per budget: the longest is the
-    report's table, the others hang below it (`Table.others`) and each claim records its verdict at every
+    """The table and its claims. When the grid sweeps `budget_scale`, one table per budget: the longest with a done
+    run is the report's table, the others hang below it (`Table.others`) and each claim records its verdict at every
     budget (a claim whose verdict differs is budget-sensitive)."""
     full = dict(grid if grid is not None else t.grid)
     budgets = sorted(full.get(BUDGET_AXIS) or [], key=_numeric_key)
@@ -109,8 +109,9 @@ def assemble(t: Template, records: list[RunRecord], grid: dict[str, list[str]] |
     if len({tb.budget for tb in tables}) < len(tables):  # the same steps at two budgets: name them by the knob
         for tb, value in zip(tables, budgets, strict=True):
             tb.budget = f"{BUDGET_AXIS}={value}"
-    primary = tables[-1]
-    primary.others = tables[:-1]
+    # the longest budget with a done run leads: a longer one nobody has finished yet would be an empty table
+    primary = ([tb for tb in tables if tb.done] or tables)[-1]
+    primary.others = [tb for tb in tables if tb is not primary]
     primary.all_records, primary.grid = list(records), full
     for i, result in enumerate(primary.claims):
         result.by_budget = {tb.budget: tb.claims[i].verdict for tb in tables}

@@ -284,8 +284,11 @@ def report_header(table: Table) -> list[str]:
     lines = [summary] if summary else []
     if table.others:
         others = ", ".join(t.budget for t in table.others)
-        lines.append(f"Budget: the table and the claims above are at {table.budget}, the longest budget of the grid; "
-                     f"the same grid at {others} is below (Verdicts at each budget).")
+        waiting = [t.budget for t in table.others if not t.done]
+        where = "the longest budget with a done run" if waiting else "the longest budget of the grid"
+        lines.append(f"Budget: the table and the claims above are at {table.budget}, {where}; the same grid at "
+                     f"{others} is below (Verdicts at each budget)"
+                     + (f"; no run at {', '.join(waiting)} has finished yet." if waiting else "."))
     return lines + header_lines(table)
 
 
