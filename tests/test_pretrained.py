@@ -233,6 +233,22 @@ def test_real_sweep_offline_stops_in_one_line_before_any_cell(hub_cache, tmp_pat
     assert not runs.exists()
 
 
+def test_a_sweep_fetches_only_for_cells_that_start_pretrained(tmp_path, monkeypatch):
+    import posereg.methods.initial_weights as initial_weights
+    from posereg.cli.sweep import fetch_pretrained_weights
+    from posereg.grid.plan import plan_sweep
+
+    asked = []
+    monkeypatch.setattr(initial_weights, "fetch_pretrained", lambda *cfgs: asked.append(cfgs))
+    common = ["method=h1,i1", "seed=0,1", f"paths.runs_dir={tmp_path}"]
+    fetch_pretrained_weights(plan_sweep(load_template("integral_table3"), [*common, "backbone=resnet18"]))
+    assert asked == []  # the CPU grid starts from random init: nothing to fetch
+    fetch_pretrained_weights(plan_sweep(load_template("integral_table3"), [*common, "backbone=resnet18",
+                                                                           "backbone.pretrained=true"]))
+    [configs] = asked  # one composed config per cell but the seed
+    assert len(configs) == 2 and all(cfg.backbone.pretrained for cfg in configs)
+
+
 def test_real_sweep_cost_and_dry_run_need_no_weights(hub_cache, tmp_path, capsys):
     runs = tmp_path / "runs"
     common = ["integral_table3", "--real", "method=h1", "backbone=resnet50", "seed=0", f"paths.runs_dir={runs}"]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from omegaconf import OmegaConf
+
 from posereg.errors import ConfigError, DataError
 from posereg.grid.plan import SweepPlan, compose_cell_config, launch, plan_sweep
 from posereg.overrides import check_overrides
@@ -36,12 +38,14 @@ def run_bench_template(plan: SweepPlan) -> int:
 def fetch_pretrained_weights(plan: SweepPlan) -> None:
     """The pretrained weights the grid's cells start from, each fetched once before any cell runs: offline, the
     grid stops with one line instead of failing every cell (cells that cannot compose are left to `launch`)."""
-    from posereg.methods.initial_weights import fetch_pretrained
-
     # seeds never change where the weights come from: one cell per combination of the other axes is composed
     cells = {tuple((k, v) for k, v in cell.items() if k != "seed"): cell for cell in plan.cells()}
     composed = [compose_cell_config(plan, cell) for cell in cells.values()]
-    fetch_pretrained(*[cfg for cfg in composed if not isinstance(cfg, str)])
+    wanted = [cfg for cfg in composed if not isinstance(cfg, str) and OmegaConf.select(cfg, "backbone.pretrained")]
+    if wanted:  # torch, timm and the methods take seconds to import: only when some cell starts pretrained
+        from posereg.methods.initial_weights import fetch_pretrained
+
+        fetch_pretrained(*wanted)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
