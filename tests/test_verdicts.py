@@ -227,7 +227,7 @@ def test_budget_sensitive_claims_and_rising_cells(tmp_path: Path) -> None:
     assert "| I1 beats H1 [I1 − H1] ↑ | AUC |" in md and "| reproduced · budget-sensitive |" in md
     assert "## Verdicts at each budget" in md and "## Results at budget_scale=1" in md
     assert "2 of 2 cells still rising" in md
-    assert "1 budget-sensitive" in summary_line(table.claims)
+    assert "budget-sensitive: 1 of 1 claim judged at two budgets" in summary_line(table.claims)
 
 
 def test_a_budget_without_a_verdict_leaves_budget_sensitivity_unknown(tmp_path: Path) -> None:
@@ -257,6 +257,7 @@ def test_a_budget_nobody_has_finished_does_not_lead_the_report(tmp_path: Path) -
     md = report.files["md"].read_text()
     assert f"are at {table.budget}, the longest budget with a done run" in md
     assert f"no run at {table.others[0].budget} has finished yet" in md
+    assert "budget sensitivity unknown (no claim has a verdict at two budgets)" in summary_line(table.claims)
 
 
 def test_flat_cells_are_not_rising(tmp_path: Path) -> None:

@@ -113,6 +113,11 @@ class ClaimResult:
         return len({v for v in self.by_budget.values() if v in DIRECTION_VERDICTS}) > 1
 
     @property
+    def budgets_compared(self) -> bool:
+        """True when two budgets or more give the claim a verdict (so its budget sensitivity is known)."""
+        return sum(v in DIRECTION_VERDICTS for v in self.by_budget.values()) > 1
+
+    @property
     def scope(self) -> str:
         """What a group verdict covers: `all of 4 pairs`, or `all of 2 produced pairs (2 of 4 not produced)`."""
         missing = sum(p.verdict == NOT_PRODUCED for p in self.pairs)
@@ -284,7 +289,8 @@ def summary_line(results: list[ClaimResult]) -> str:
         if not_comparable:
             text += f"; {not_comparable} paper value{'s' if not_comparable > 1 else ''} not comparable"
         parts.append(text)
-    sensitive = sum(r.budget_sensitive for r in results)
+    sensitive, compared = sum(r.budget_sensitive for r in results), sum(r.budgets_compared for r in results)
     if any(r.by_budget for r in results):
-        parts.append(f"{sensitive} budget-sensitive")
+        parts.append(f"budget-sensitive: {sensitive} of {compared} claim{'s' if compared > 1 else ''} judged at two "
+                     "budgets" if compared else "budget sensitivity unknown (no claim has a verdict at two budgets)")
     return "; ".join(parts)

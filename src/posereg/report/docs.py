@@ -80,14 +80,16 @@ def summary_row(report: Committed) -> list[str]:
     magnitudes = [p.magnitude for r in table.claims for p in r.pairs]
     rising = sum(c.rising for c in table.convergence.values())
     sensitive = sum(r.budget_sensitive for r in table.claims)
-    budgets = ", ".join([table.budget, *(t.budget for t in table.others)]) if table.others else _steps(table)
+    compared = sum(r.budgets_compared for r in table.claims)
+    budgets = ", ".join([table.budget, *(t.budget + ("" if t.done else " (none done)") for t in table.others)]) \
+        if table.others else _steps(table)
     return [
         table.template.title,
         budgets,
         _count(direction, REPRODUCED, INCONCLUSIVE, CONTRADICTED) if direction else "–",
         _count(equivalence, REPRODUCED, INCONCLUSIVE, CONTRADICTED) if equivalence else "–",
         f"{_count(magnitudes, CONSISTENT, SMALLER, LARGER)}; {sum(m == NOT_COMPARABLE for m in magnitudes)}",
-        f"{sensitive} of {len(table.claims)}" if table.others else "–",
+        f"{sensitive} of {compared}" if compared else "–",
         f"{rising} of {len(table.convergence)}" if table.convergence else "–",
         f"[report]({report.link})",
         f"`{table.template.command}`",
