@@ -9,10 +9,12 @@ set -u
 cd "$(dirname "$0")/.."
 runs=${POSEREG_RUNS_DIR:-runs}
 templates=("$@")
-# the committed reports' templates, T1 and T4 first (each at both of its budgets); DeepSkeleton's chain is
-# scripts/deepskeleton_grid.sh
-[ ${#templates[@]} -gt 0 ] || templates=(integral_table4 integral_table1 luvizon_ablation sspnet_table5
-                                         integral_table8 integral_table2 integral_table7)
+# every claim template but the chained ones (DeepSkeleton: scripts/deepskeleton_grid.sh, DeepPose's cascade:
+# scripts/deeppose_grid.sh), in order of priority: T1 and T4 first (each at both of its budgets), the ResNet-50/101
+# cells of Table 3 last (the longest on a CPU)
+[ ${#templates[@]} -gt 0 ] || templates=(integral_table4 integral_table1 luvizon_ablation sspnet_table4 sspnet_table5
+                                         integral_table8 cpn_vs_simple_baselines integral_table9 integral_table2
+                                         integral_table7 integral_table3)
 for t in "${templates[@]}"; do
   echo "== $t ($(date -u +%FT%TZ))"
   # two cells side by side with one torch thread each: on 2 cores that trains about twice as many steps per

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from posereg.errors import DataError
+from posereg.paths import REPO_ROOT
 from posereg.report.build import build_report
 from posereg.report.docs import RESULTS_DIR, committed_reports, default_run_block, update_docs
 from posereg.report.manifest import write_manifest
-from posereg.report.template import parse_template
+from posereg.report.template import list_templates, parse_template
 from test_claims import two_rows, write_run
 
 COMMITTED = sorted(RESULTS_DIR.glob("*/runs.csv"))
@@ -90,3 +91,12 @@ def test_generated_blocks_follow_the_runs(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="has no block `<!-- generated: results toy -->`"):
         update_docs(root=results, readme_path=readme, results_path=md)
     assert parse_template(two_rows([])).command == "posereg-sweep toy"
+
+
+def test_every_claim_template_has_a_script_that_runs_it():
+    """scripts/paper_grids.sh runs every template by default but the chained ones, which have a script each."""
+    script = (REPO_ROOT / "scripts" / "paper_grids.sh").read_text()
+    listed = set(re.search(r"\|\| templates=\(([^)]*)\)", script).group(1).split())
+    chained = {"deepskeleton_table": "deepskeleton_grid.sh", "deeppose_cascade": "deeppose_grid.sh"}
+    assert listed | set(chained) == set(list_templates()) and not listed & set(chained)
+    assert all((REPO_ROOT / "scripts" / name).is_file() and name in script for name in chained.values())
