@@ -22,6 +22,7 @@ from posereg.report.claims import (
     NOT_COMPARABLE,
     REPRODUCED,
     SMALLER,
+    budget_sensitivity,
     summary_line,
 )
 from posereg.report.curves import CurvePoint, late_gain
@@ -228,6 +229,13 @@ def test_budget_sensitive_claims_and_rising_cells(tmp_path: Path) -> None:
     assert "## Verdicts at each budget" in md and "## Results at budget_scale=1" in md
     assert "2 of 2 cells still rising" in md
     assert "budget-sensitive: 1 of 1 claim judged at two budgets" in summary_line(table.claims)
+
+
+def test_budget_sensitivity_needs_two_budgets_with_a_verdict() -> None:
+    assert budget_sensitivity([REPRODUCED, CONTRADICTED]) is True
+    assert budget_sensitivity([REPRODUCED, "too few seeds", REPRODUCED]) is False
+    assert budget_sensitivity([REPRODUCED, "not produced by these runs"]) is None
+    assert budget_sensitivity(iter([INCONCLUSIVE, REPRODUCED])) is True  # a generator is read once
 
 
 def test_a_budget_without_a_verdict_leaves_budget_sensitivity_unknown(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ not survive it reads inconclusive).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -92,6 +93,13 @@ class PairResult:
         return str(self.seeds[0]) if len(set(self.seeds)) == 1 else "/".join(str(n) for n in self.seeds)
 
 
+def budget_sensitivity(verdicts: Iterable[str]) -> bool | None:
+    """Whether the verdicts at several budgets differ; None when fewer than two budgets give a verdict
+    (a budget without one says nothing either way)."""
+    given = [v for v in verdicts if v in DIRECTION_VERDICTS]
+    return None if len(given) < 2 else len(set(given)) > 1
+
+
 @dataclass
 class ClaimResult:
     """A claim with the verdict of each pair and its own."""
@@ -110,12 +118,12 @@ class ClaimResult:
     @property
     def budget_sensitive(self) -> bool:
         """True when the claim has a verdict at two budgets or more and they differ."""
-        return len({v for v in self.by_budget.values() if v in DIRECTION_VERDICTS}) > 1
+        return budget_sensitivity(self.by_budget.values()) is True
 
     @property
     def budgets_compared(self) -> bool:
         """True when two budgets or more give the claim a verdict (so its budget sensitivity is known)."""
-        return sum(v in DIRECTION_VERDICTS for v in self.by_budget.values()) > 1
+        return budget_sensitivity(self.by_budget.values()) is not None
 
     @property
     def scope(self) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from posereg.report.claim_spec import Claim
-from posereg.report.claims import DIRECTION_VERDICTS, PairResult, summary_line
+from posereg.report.claims import PairResult, budget_sensitivity, summary_line
 from posereg.report.curves import RISING_RULE
 from posereg.report.runinfo import header_lines, short_commit
 from posereg.report.stats import Estimate
@@ -204,10 +204,8 @@ def _budget_rows(table: Table) -> list[list[str]]:
 
 
 def _sensitivity(verdicts: Iterable[str]) -> str:
-    """`yes` when the verdicts at two budgets or more differ, `no` when they agree, `–` with fewer than two
-    (a budget without a verdict says nothing either way)."""
-    given = [v for v in verdicts if v in DIRECTION_VERDICTS]
-    return "–" if len(given) < 2 else "yes" if len(set(given)) > 1 else "no"
+    """`yes`, `no`, or `–` when fewer than two budgets give a verdict."""
+    return {None: "–", True: "yes", False: "no"}[budget_sensitivity(verdicts)]
 
 
 def budget_sections(table: Table) -> list[Section]:
