@@ -99,17 +99,28 @@ def parse_annotation(i: int, ann: dict[str, Any], img: dict[str, Any], ann_file:
     vis = (kps[:, 2] > 0).astype(np.float64)
     if vis.sum() == 0:
         return None
-    box = _clip_box(check_finite(ann.get("bbox", [0, 0, 0, 0]), where, "bbox"), img["width"], img["height"])
+    located = _locate(where, ann, img, image_dir, aspect_ratio, padding)
+    if located is None:
+        return None
+    box, center, size, image = located
+    return PoseRecord(image=image, joints_2d=from_coco_convention(kps[:, :2]) * vis[:, None], visible=vis,
+                      center=center, box_size=size, bbox=box, area=float(ann.get("area", box[2] * box[3])),
+                      meta={"dataset": "coco", "index": i, "image_id": int(img["id"]),
+                            "ann_id": int(ann.get("id", -1)), "box_score": 1.0})
+
+
+def _locate(where: str, entry: dict[str, Any], img: dict[str, Any], image_dir: Path, aspect_ratio: float,
+            padding: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, Path] | None:
+    """An annotation's or detection's box clipped to its image, the crop around it and the image file
+    (None for an empty box)."""
+    box = _clip_box(check_finite(entry.get("bbox", [0, 0, 0, 0]), where, "bbox"), img["width"], img["height"])
     if box is None:
         return None
     center, size = box_to_crop(box, aspect_ratio, padding)
     image = image_dir / img["file_name"]
     if not image.is_file():
         raise DataError(f"{where}: image {image} does not exist; check data root and image_dir")
-    return PoseRecord(image=image, joints_2d=from_coco_convention(kps[:, :2]) * vis[:, None], visible=vis,
-                      center=center, box_size=size, bbox=box, area=float(ann.get("area", box[2] * box[3])),
-                      meta={"dataset": "coco", "index": i, "image_id": int(img["id"]),
-                            "ann_id": int(ann.get("id", -1)), "box_score": 1.0})
+    return box, center, size, image
 
 
 def parse_detection(i: int, det: dict[str, Any], img: dict[str, Any], det_file: Path, image_dir: Path,
@@ -118,13 +129,10 @@ def parse_detection(i: int, det: dict[str, Any], img: dict[str, Any], det_file: 
     where = record_name(det_file, i)
     if det.get("category_id", PERSON) != PERSON:
         return None
-    box = _clip_box(check_finite(det.get("bbox", [0, 0, 0, 0]), where, "bbox"), img["width"], img["height"])
-    if box is None:
+    located = _locate(where, det, img, image_dir, aspect_ratio, padding)
+    if located is None:
         return None
-    center, size = box_to_crop(box, aspect_ratio, padding)
-    image = image_dir / img["file_name"]
-    if not image.is_file():
-        raise DataError(f"{where}: image {image} does not exist; check data root and image_dir")
+    box, center, size, image = located
     score = float(check_finite(det.get("score", 1.0), where, "score"))
     return PoseRecord(image=image, joints_2d=np.zeros((NUM_JOINTS, 2)), visible=np.zeros(NUM_JOINTS),
                       center=center, box_size=size, bbox=box, area=float(box[2] * box[3]),

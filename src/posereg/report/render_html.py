@@ -12,6 +12,7 @@ from posereg.report.wide import (
     CLAIM_LEGEND,
     claim_header,
     claim_rows,
+    column_groups,
     failed_rows,
     foreign_rows,
     legend,
@@ -74,12 +75,7 @@ def render_html(table: Table, images: dict[str, bytes] | None = None) -> str:
                     f"<li>{escape(line)}</li>" for line in report_header(table))
     parts.append(f'<ul class="header">{items}</ul>')
     columns, body = wide(table)
-    groups: list[tuple[str, int]] = []
-    for c in columns:
-        if groups and groups[-1][0] == c.group and c.group:
-            groups[-1] = (c.group, groups[-1][1] + 1)
-        else:
-            groups.append((c.group, 1))
+    groups = column_groups(columns)
     parts.append(_rows_html([c.header for c in columns], body, groups))
     parts.append(f"<p>{escape(legend(table))}</p>")
     if table.claims:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from posereg.report.breakdown import breakdowns
 from posereg.report.table import Table
-from posereg.report.wide import claim_header, claim_rows, claims_summary, legend, report_header, sections, wide
+from posereg.report.wide import (
+    claim_header,
+    claim_rows,
+    claims_summary,
+    column_groups,
+    legend,
+    report_header,
+    sections,
+    wide,
+)
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
@@ -47,12 +56,7 @@ def _float(tabular: list[str], caption: str) -> list[str]:
 def render_tex(table: Table) -> str:
     """Table environments (booktabs): results with the status and header lines, claims, per part / joint."""
     columns, body = wide(table)
-    groups: list[tuple[str, int]] = []
-    for c in columns:
-        if groups and groups[-1][0] == c.group and c.group:
-            groups[-1] = (c.group, groups[-1][1] + 1)
-        else:
-            groups.append((c.group, 1))
+    groups = column_groups(columns)
     lines = [r"% requires \usepackage{booktabs}"] + [f"% {line}" for line in report_header(table)]
     caption = f"{table.template.title}. {table.status_line()}. {legend(table)}"
     lines += _float(_tabular(groups, [c.header for c in columns], body), caption)[1:]

@@ -54,6 +54,17 @@ def row_title(table: Table) -> str:
     return "output" if rows.is_outputs else " / ".join(rows.axes) or "run"
 
 
+def column_groups(columns: list[Column]) -> list[tuple[str, int]]:
+    """The spanning header above the columns: (group, how many adjacent columns it spans)."""
+    groups: list[tuple[str, int]] = []
+    for c in columns:
+        if groups and groups[-1][0] == c.group and c.group:
+            groups[-1] = (c.group, groups[-1][1] + 1)
+        else:
+            groups.append((c.group, 1))
+    return groups
+
+
 def wide(table: Table) -> tuple[list[Column], list[list[str]]]:
     """Columns (ours, then paper and Δ where the paper has numbers and the protocol matches) and one string
     row per table row; a cell with runs from another commit gets MIXED_MARK."""
