@@ -33,9 +33,11 @@ TINY_MAPS = ["debug=tiny", "logger=none", "trainer.max_epochs=1", "trainer.preci
 OLD_CONFIGS = {"config_85c4746_deepskeleton_synth_maps_tiny.yaml": TINY_MAPS,
                "config_85c4746_luvizon_synth.yaml": ["experiment=luvizon_synth"]}
 # Settings whose defaults changed since 85c4746 on purpose: debug=tiny now keeps last.ckpt only (reduced to
-# weights) and no best.ckpt. A migration keeps what the stored run did, so these stay as stored.
+# weights) and no best.ckpt; SGD uses its fused kernel (b113a87). A migration keeps what the stored run did, so
+# these stay as stored.
 CHANGED_SINCE = {"config_85c4746_deepskeleton_synth_maps_tiny.yaml": {"keep_checkpoints",
-                                                                      "callbacks.best_checkpoint.monitor"}}
+                                                                      "callbacks.best_checkpoint.monitor",
+                                                                      "method.optimizer.fused"}}
 
 
 def _run_dir(*overrides: str) -> str:
