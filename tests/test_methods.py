@@ -222,6 +222,29 @@ def test_method_optimizer_switches_without_carrying_another_optimizers_arguments
         assert (opt.defaults["alpha"], opt.defaults["eps"]) == (0.9, 1e-7)
     if optimizer == "sgd":
         assert opt.defaults["momentum"] == 0.9
+    assert bool(opt.defaults.get("fused")) == (optimizer in ("adam", "sgd"))  # torch has no fused RMSprop
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_the_fused_optimizer_makes_the_loops_update(optimizer):
+    from hydra.utils import instantiate
+
+    node = compose_config(["method=i1", f"method/optimizer={optimizer}"]).method.optimizer
+    torch.manual_seed(0)
+    start = [torch.randn(64, 32), torch.randn(7)]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(3)]
+    weights = {}
+    for fused in (True, False):
+        params = [nn.Parameter(t.clone()) for t in start]
+        opt = instantiate(node, fused=fused)(params=params)
+        for step in grads:
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        weights[fused] = params
+    for a, b, before in zip(weights[True], weights[False], start, strict=True):
+        assert not torch.equal(a, before)  # the steps moved it
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 @pytest.mark.parametrize(
     "method,extra,info,match",
