@@ -4,7 +4,7 @@
 # budget unless the overrides say --real): only the hardware changes, so a table run here reads like one run
 # by scripts/paper_grids.sh.
 #
-#   OUT=/tmp/out POSEREG_GIT_COMMIT=$(git rev-parse HEAD) bash scripts/gpu_grids.sh integral_table2 integral_table7
+#   OUT=gpu_out POSEREG_GIT_COMMIT=$(git rev-parse HEAD) bash scripts/gpu_grids.sh integral_table2 integral_table7
 #   bash scripts/gpu_grids.sh integral_table2 -- seed=0 method=h1     # overrides after -- go to every sweep
 #   tar xzf $OUT/runs.tar.gz -C "$POSEREG_RUNS_DIR" && posereg-sweep integral_table2 --report-only \
 #     paths.runs_dir="$POSEREG_RUNS_DIR"                               # back home: the report
